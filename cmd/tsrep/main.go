@@ -1,0 +1,42 @@
+// Command tsrep learns representations of time series from a Kafka stream
+// without labels and writes what it learns to InfluxDB. main only wires the
+// packages; see the README for the commands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "tsrep",
+		Short:         "Self-supervised representations of time series from Kafka to InfluxDB",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(commands()...)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tsrep:", err)
+		os.Exit(1)
+	}
+}
+
+// registry lets each command live in its own file: a file's init appends
+// its constructor.
+var registry []func() *cobra.Command
+
+func commands() []*cobra.Command {
+	out := make([]*cobra.Command, 0, len(registry))
+	for _, f := range registry {
+		out = append(out, f())
+	}
+	return out
+}

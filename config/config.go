@@ -1,0 +1,434 @@
+// Package config holds tsrep's typed configuration: one Config struct decoded
+// from config.toml, defaults for every key, and Validate, which names the key
+// to change in every message.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration that decodes from a TOML string such as "250ms".
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the whole of tsrep's configuration. The zero value is not useful;
+// start from Default() and decode on top of it (Load does).
+type Config struct {
+	Kafka    Kafka    `toml:"kafka"`
+	Window   Window   `toml:"window"`
+	Model    Model    `toml:"model"`
+	Influx   Influx   `toml:"influx"`
+	Pipeline Pipeline `toml:"pipeline"`
+	HTTP     HTTP     `toml:"http"`
+	Log      Log      `toml:"log"`
+}
+
+// Kafka configures the consumer group, the decoders and the dead-letter topic.
+type Kafka struct {
+	Brokers []string `toml:"brokers"`
+	Topics  []string `toml:"topics"`
+	Group   string   `toml:"group"`
+	// Start is where a group with no committed offset begins: "earliest",
+	// "latest", or an RFC 3339 timestamp (the first offset at or after it).
+	Start string `toml:"start"`
+	// Format of message values: "influx" (line protocol) or "json".
+	Format string `toml:"format"`
+	// Precision of line-protocol and numeric JSON timestamps: ns, us, ms, s.
+	Precision string `toml:"precision"`
+	// DeadLetterTopic receives undecodable input with the reason in a header.
+	// Empty disables dead-lettering (bad input is still counted and logged).
+	DeadLetterTopic string `toml:"dead_letter_topic"`
+	// MaxFuture rejects points whose timestamp is further than this ahead of
+	// their Kafka message's timestamp (0 disables the check).
+	MaxFuture      Duration `toml:"max_future"`
+	MaxFetchBytes  int      `toml:"max_fetch_bytes"`
+	FetchMaxWait   Duration `toml:"fetch_max_wait"`
+	SessionTimeout Duration `toml:"session_timeout"`
+	// ClientID names this instance to the brokers.
+	ClientID string `toml:"client_id"`
+}
+
+// Window configures the event-time windowing of each series.
+type Window struct {
+	// Interval is the sampling interval of every series, or "auto" (0) to
+	// infer it per series from its first points.
+	Interval Duration `toml:"-"`
+	// IntervalText is the raw key: a duration or "auto".
+	IntervalText string `toml:"interval"`
+	Length       int    `toml:"length"`
+	Stride       int    `toml:"stride"`
+	// Lateness is how far behind the newest point of its series a point may
+	// arrive and still be placed; later points are counted and dropped.
+	Lateness Duration `toml:"lateness"`
+	// MinObserved is the share of a window's points that must be observed
+	// for the window to be emitted (0..1].
+	MinObserved float64 `toml:"min_observed"`
+	// BatchSize is the number of windows per Arrow record batch.
+	BatchSize int `toml:"batch_size"`
+	// FlushInterval closes a non-empty batch after this long.
+	FlushInterval Duration `toml:"flush_interval"`
+	// MaxSeries caps the series held per partition.
+	MaxSeries int `toml:"max_series"`
+	// SeriesPolicy says what happens to a new series past MaxSeries:
+	// "evict_lru" drops the state of the least recently updated series,
+	// "drop_new" drops the new series' points (counted).
+	SeriesPolicy string `toml:"series_policy"`
+	// LatePolicy says what happens to a point later than Lateness:
+	// "drop" (counted) or "dead_letter" (counted and sent to the dead-letter topic).
+	LatePolicy string `toml:"late_policy"`
+}
+
+// Model configures the online learner.
+type Model struct {
+	// Kind is the learner: "rls" (per-series recursive least squares on the
+	// window's lags).
+	Kind string `toml:"kind"`
+	// Name is the value of the output's model tag.
+	Name string `toml:"name"`
+	// Order is the number of lags of the autoregression (rls).
+	Order int `toml:"order"`
+	// Forgetting is the RLS forgetting factor in (0, 1].
+	Forgetting float64 `toml:"forgetting"`
+	Seed       int64   `toml:"seed"`
+}
+
+// Influx configures the InfluxDB sink.
+type Influx struct {
+	URL string `toml:"url"`
+	// Bucket is the 2.x bucket, or "database/retention-policy" on 1.8
+	// ("database" alone means its default retention policy).
+	Bucket string `toml:"bucket"`
+	Org    string `toml:"org"`
+	// TokenEnv names the environment variable holding the API token
+	// (2.x) or "user:password" (1.8 with auth).
+	TokenEnv string `toml:"token_env"`
+	// CreateBucket creates the database (1.8) or bucket (2.x) if missing.
+	CreateBucket bool     `toml:"create_bucket"`
+	BatchPoints  int      `toml:"batch_points"`
+	Gzip         bool     `toml:"gzip"`
+	Timeout      Duration `toml:"timeout"`
+	// RetryMaxInterval caps the backoff between retries of a failed write.
+	// Writes are retried until they succeed or tsrep stops: a commit waits.
+	RetryMaxInterval Duration `toml:"retry_max_interval"`
+	// MeasurementPrefix prefixes the output measurements (tsrep_forecast...).
+	MeasurementPrefix string `toml:"measurement_prefix"`
+}
+
+// Pipeline configures in-flight bounds, commits and shutdown.
+type Pipeline struct {
+	// MaxInflightBatches bounds the batches between windowing and the sink
+	// per partition.
+	MaxInflightBatches int `toml:"max_inflight_batches"`
+	// CheckpointDir holds one state file per topic-partition. Instances of
+	// one group that should take over each other's partitions share it.
+	CheckpointDir string `toml:"checkpoint_dir"`
+	// CheckpointInterval is how often each partition's state is written and
+	// then its offset committed.
+	CheckpointInterval Duration `toml:"checkpoint_interval"`
+	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+}
+
+// HTTP configures the operations endpoints.
+type HTTP struct {
+	// Listen is the address of /metrics, /healthz and /readyz; empty disables.
+	Listen string `toml:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Default returns the configuration every key falls back to.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers:         []string{"127.0.0.1:9092"},
+			Topics:          []string{"metrics"},
+			Group:           "tsrep",
+			Start:           "earliest",
+			Format:          "influx",
+			Precision:       "ns",
+			DeadLetterTopic: "tsrep-dead-letters",
+			MaxFetchBytes:   8 << 20,
+			FetchMaxWait:    Duration{250 * time.Millisecond},
+			SessionTimeout:  Duration{30 * time.Second},
+			ClientID:        "tsrep",
+		},
+		Window: Window{
+			IntervalText:  "auto",
+			Length:        64,
+			Stride:        8,
+			MinObserved:   0.5,
+			BatchSize:     256,
+			FlushInterval: Duration{time.Second},
+			MaxSeries:     100000,
+			SeriesPolicy:  "evict_lru",
+			LatePolicy:    "drop",
+		},
+		Model: Model{
+			Kind:       "rls",
+			Name:       "rls",
+			Order:      16,
+			Forgetting: 0.999,
+			Seed:       1,
+		},
+		Influx: Influx{
+			URL:               "http://127.0.0.1:8086",
+			Bucket:            "tsrep",
+			TokenEnv:          "TSREP_INFLUX_TOKEN",
+			CreateBucket:      true,
+			BatchPoints:       5000,
+			Gzip:              true,
+			Timeout:           Duration{30 * time.Second},
+			RetryMaxInterval:  Duration{30 * time.Second},
+			MeasurementPrefix: "tsrep_",
+		},
+		Pipeline: Pipeline{
+			MaxInflightBatches: 4,
+			CheckpointDir:      "var/checkpoints",
+			CheckpointInterval: Duration{5 * time.Second},
+			ShutdownTimeout:    Duration{30 * time.Second},
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:9464"},
+		Log:  Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a TOML file on top of Default and validates the result.
+// Unknown keys are an error, so a typo does not silently fall back to a default.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(b, path)
+}
+
+// Parse decodes TOML text on top of Default and validates it. name is used
+// in error messages.
+func Parse(b []byte, name string) (Config, error) {
+	c := Default()
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return Config{}, fmt.Errorf("%s: unknown keys %s (see config.toml in the repository for every key)", name, strings.Join(keys, ", "))
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// Validate checks every key and the keys against each other. It also
+// resolves derived fields (Window.Interval from Window.IntervalText). The
+// messages name the key to change.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	k := &c.Kafka
+	if len(k.Brokers) == 0 {
+		bad("kafka.brokers: list at least one broker address (host:port)")
+	}
+	if len(k.Topics) == 0 {
+		bad("kafka.topics: list at least one topic to consume")
+	}
+	if k.Group == "" {
+		bad("kafka.group: set a consumer group id")
+	}
+	if _, _, err := ParseStart(k.Start); err != nil {
+		bad("kafka.start: %v", err)
+	}
+	switch k.Format {
+	case "influx", "json":
+	default:
+		bad("kafka.format: %q is not one of influx, json", k.Format)
+	}
+	if _, err := PrecisionDuration(k.Precision); err != nil {
+		bad("kafka.precision: %v", err)
+	}
+	if k.MaxFuture.Duration < 0 {
+		bad("kafka.max_future: must be >= 0 (0 disables the check)")
+	}
+	if k.MaxFetchBytes < 1<<10 {
+		bad("kafka.max_fetch_bytes: %d is too small; use at least 1024 (default 8 MiB)", k.MaxFetchBytes)
+	}
+	if k.FetchMaxWait.Duration <= 0 {
+		bad("kafka.fetch_max_wait: must be > 0")
+	}
+	if k.SessionTimeout.Duration < time.Second {
+		bad("kafka.session_timeout: must be at least 1s")
+	}
+
+	w := &c.Window
+	switch strings.TrimSpace(w.IntervalText) {
+	case "", "auto", "0":
+		w.Interval = Duration{}
+	default:
+		d, err := time.ParseDuration(w.IntervalText)
+		if err != nil || d <= 0 {
+			bad("window.interval: %q is neither a positive duration nor \"auto\"", w.IntervalText)
+		}
+		w.Interval = Duration{d}
+	}
+	if w.Length < 4 {
+		bad("window.length: %d is too short; use at least 4 points", w.Length)
+	}
+	if w.Stride < 1 || (w.Length >= 4 && w.Stride > w.Length) {
+		bad("window.stride: %d must be in [1, window.length=%d]", w.Stride, w.Length)
+	}
+	if w.Lateness.Duration < 0 {
+		bad("window.lateness: must be >= 0")
+	}
+	if w.Lateness.Duration > 0 && w.Interval.Duration > 0 && w.Lateness.Duration/w.Interval.Duration > 1<<16 {
+		bad("window.lateness: %s is more than 65536 intervals; lower it or raise window.interval", w.Lateness)
+	}
+	if !(w.MinObserved > 0 && w.MinObserved <= 1) {
+		bad("window.min_observed: %v must be in (0, 1]", w.MinObserved)
+	}
+	if w.BatchSize < 1 {
+		bad("window.batch_size: must be >= 1")
+	}
+	if w.FlushInterval.Duration <= 0 {
+		bad("window.flush_interval: must be > 0")
+	}
+	if w.MaxSeries < 1 {
+		bad("window.max_series: must be >= 1")
+	}
+	switch w.SeriesPolicy {
+	case "evict_lru", "drop_new":
+	default:
+		bad("window.series_policy: %q is not one of evict_lru, drop_new", w.SeriesPolicy)
+	}
+	switch w.LatePolicy {
+	case "drop", "dead_letter":
+	default:
+		bad("window.late_policy: %q is not one of drop, dead_letter", w.LatePolicy)
+	}
+
+	m := &c.Model
+	switch m.Kind {
+	case "rls":
+	default:
+		bad("model.kind: %q is not one of rls", m.Kind)
+	}
+	if m.Name == "" {
+		bad("model.name: set the value of the output's model tag")
+	}
+	if m.Order < 1 || (w.Length >= 4 && m.Order >= w.Length) {
+		bad("model.order: %d must be in [1, window.length-1=%d]", m.Order, w.Length-1)
+	}
+	if !(m.Forgetting > 0 && m.Forgetting <= 1) {
+		bad("model.forgetting: %v must be in (0, 1]", m.Forgetting)
+	}
+
+	in := &c.Influx
+	if !strings.HasPrefix(in.URL, "http://") && !strings.HasPrefix(in.URL, "https://") {
+		bad("influx.url: %q must start with http:// or https://", in.URL)
+	}
+	if in.Bucket == "" {
+		bad("influx.bucket: set the bucket (2.x) or database[/retention-policy] (1.8)")
+	}
+	if in.BatchPoints < 1 {
+		bad("influx.batch_points: must be >= 1")
+	}
+	if in.Timeout.Duration <= 0 {
+		bad("influx.timeout: must be > 0")
+	}
+	if in.RetryMaxInterval.Duration <= 0 {
+		bad("influx.retry_max_interval: must be > 0")
+	}
+
+	p := &c.Pipeline
+	if p.MaxInflightBatches < 1 {
+		bad("pipeline.max_inflight_batches: must be >= 1")
+	}
+	if p.CheckpointDir == "" {
+		bad("pipeline.checkpoint_dir: set a directory for the per-partition state files")
+	}
+	if p.CheckpointInterval.Duration <= 0 {
+		bad("pipeline.checkpoint_interval: must be > 0")
+	}
+	if p.ShutdownTimeout.Duration <= 0 {
+		bad("pipeline.shutdown_timeout: must be > 0")
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// StartKind says where a consumer group with no committed offset begins.
+type StartKind int
+
+// Start positions.
+const (
+	StartEarliest StartKind = iota
+	StartLatest
+	StartTime
+)
+
+// ParseStart parses kafka.start: "earliest", "latest" or an RFC 3339 time.
+func ParseStart(s string) (StartKind, time.Time, error) {
+	switch s {
+	case "earliest", "":
+		return StartEarliest, time.Time{}, nil
+	case "latest":
+		return StartLatest, time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("%q is not earliest, latest or an RFC 3339 time such as 2024-01-02T15:04:05Z", s)
+	}
+	return StartTime, t, nil
+}
+
+// PrecisionDuration returns the unit of a timestamp precision name.
+func PrecisionDuration(p string) (time.Duration, error) {
+	switch p {
+	case "ns", "n":
+		return time.Nanosecond, nil
+	case "us", "u":
+		return time.Microsecond, nil
+	case "ms":
+		return time.Millisecond, nil
+	case "s":
+		return time.Second, nil
+	}
+	return 0, fmt.Errorf("%q is not one of ns, us, ms, s", p)
+}

@@ -1,0 +1,335 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// GroupConfig configures a consumer group.
+type GroupConfig struct {
+	Brokers        []string
+	Topics         []string
+	Group          string
+	SessionTimeout time.Duration
+	Dialer         *kafka.Dialer
+	Log            *slog.Logger
+}
+
+// Assignment is one topic-partition given to this instance in a generation.
+type Assignment struct {
+	Topic     string
+	Partition int
+	// Committed is the group's committed offset, or -1 if it has none.
+	Committed int64
+}
+
+// Generation is one stable membership of the group: its assignments and
+// the way to commit offsets for them.
+type Generation struct {
+	ID          int32
+	Assignments []Assignment
+	gen         *kafka.Generation
+	mu          sync.Mutex
+}
+
+// Commit commits the next offset to read for a topic-partition. Offsets are
+// only ever committed explicitly, after the data before them is stored.
+func (g *Generation) Commit(topic string, partition int, next int64) error {
+	g.mu.Lock() // one coordinator connection: serialise commits
+	defer g.mu.Unlock()
+	return g.gen.CommitOffsets(map[string]map[int]int64{topic: {partition: next}})
+}
+
+// RunGroup joins the group and calls run for each generation with a
+// context that ends when the generation does (a rebalance) or ctx ends.
+// run must return promptly after its context ends, having drained its
+// work: the group does not rejoin before. RunGroup returns when ctx ends.
+func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context, g *Generation)) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    cfg.Group,
+		Brokers:               cfg.Brokers,
+		Topics:                cfg.Topics,
+		Dialer:                cfg.Dialer,
+		SessionTimeout:        cfg.SessionTimeout,
+		RebalanceTimeout:      cfg.SessionTimeout,
+		JoinGroupBackoff:      time.Second,
+		StartOffset:           kafka.FirstOffset, // replaced per partition by kafka.start
+		WatchPartitionChanges: true,
+		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { cfg.Log.Debug("kafka group: " + fmt.Sprintf(f, a...)) }),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", cfg.Group, err)
+	}
+	defer group.Close()
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, kafka.ErrGroupClosed) {
+				return err
+			}
+			cfg.Log.Warn("joining consumer group failed; retrying", "group", cfg.Group, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		g := &Generation{ID: gen.ID, gen: gen}
+		for topic, parts := range gen.Assignments {
+			for _, p := range parts {
+				committed := p.Offset
+				if committed < 0 { // FirstOffset / LastOffset sentinels: nothing committed
+					committed = -1
+				}
+				g.Assignments = append(g.Assignments, Assignment{Topic: topic, Partition: p.ID, Committed: committed})
+			}
+		}
+		cfg.Log.Info("consumer group generation", "group", cfg.Group, "generation", gen.ID, "partitions", len(g.Assignments))
+		done := make(chan struct{})
+		gen.Start(func(genCtx context.Context) {
+			defer close(done)
+			rctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(genCtx, cancel)
+			defer stop()
+			run(rctx, g)
+		})
+		<-done
+	}
+}
+
+// StartKind says where a partition with no committed offset begins.
+type StartKind int
+
+// Start positions.
+const (
+	StartEarliest StartKind = iota
+	StartLatest
+	StartTime
+)
+
+// ResolveOffset returns the offset at which to start reading topic-partition
+// from start: its first offset, its end, or the first offset whose record
+// timestamp is at or after t (the end if there is none).
+func ResolveOffset(ctx context.Context, client *kafka.Client, topic string, partition int, kind StartKind, t time.Time) (int64, error) {
+	req := kafka.OffsetRequest{Partition: partition}
+	switch kind {
+	case StartEarliest:
+		req.Timestamp = kafka.FirstOffset
+	case StartLatest:
+		req.Timestamp = kafka.LastOffset
+	case StartTime:
+		req.Timestamp = t.UnixMilli()
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{topic: {req}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	for _, po := range resp.Topics[topic] {
+		if po.Partition != partition {
+			continue
+		}
+		if po.Error != nil {
+			return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, po.Error)
+		}
+		switch kind {
+		case StartEarliest:
+			return po.FirstOffset, nil
+		case StartLatest:
+			return po.LastOffset, nil
+		}
+		for off := range po.Offsets { // offset -> timestamp of that record
+			if off >= 0 {
+				return off, nil
+			}
+		}
+		// No record at or after t: start at the end.
+		return ResolveOffset(ctx, client, topic, partition, StartLatest, t)
+	}
+	return 0, fmt.Errorf("list offsets of %s/%d: partition missing from the response", topic, partition)
+}
+
+// EndOffsets returns the next offset to be written of each partition of topic.
+func EndOffsets(ctx context.Context, client *kafka.Client, topic string) (map[int]int64, error) {
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+		}
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	out := make(map[int]int64)
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out, nil
+}
+
+// NewClient returns a kafka-go Client for admin requests (ListOffsets,
+// Metadata) over the given dialer's transport settings.
+func NewClient(brokers []string, d *kafka.Dialer) *kafka.Client {
+	tr := &kafka.Transport{ClientID: "tsrep"}
+	if d != nil {
+		tr.TLS = d.TLS
+		tr.SASL = d.SASLMechanism
+		if d.ClientID != "" {
+			tr.ClientID = d.ClientID
+		}
+	}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr, Timeout: 10 * time.Second}
+}
+
+// NewPartitionReader reads one topic-partition from offset. It is a plain
+// partition reader, not a group member: the group is joined once by
+// RunGroup, and offsets are committed explicitly through the Generation.
+func NewPartitionReader(brokers []string, d *kafka.Dialer, topic string, partition int, offset int64, maxBytes int, maxWait time.Duration) (*kafka.Reader, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        brokers,
+		Topic:          topic,
+		Partition:      partition,
+		Dialer:         d,
+		MinBytes:       1,
+		MaxBytes:       maxBytes,
+		MaxWait:        maxWait,
+		QueueCapacity:  1024,
+		ReadBackoffMin: 50 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+		MaxAttempts:    1 << 30, // a broker outage is waited out, never given up on
+	})
+	if err := r.SetOffset(offset); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("seek %s/%d to %d: %w", topic, partition, offset, err)
+	}
+	return r, nil
+}
+
+// DeadLetter is a record for the dead-letter topic.
+type DeadLetter struct {
+	Value     []byte
+	Reason    Reason
+	Err       string
+	Topic     string
+	Partition int
+	Offset    int64
+	Time      time.Time
+}
+
+// Headers of dead-letter records.
+const (
+	HeaderReason    = "tsrep-reason"
+	HeaderError     = "tsrep-error"
+	HeaderTopic     = "tsrep-topic"
+	HeaderPartition = "tsrep-partition"
+	HeaderOffset    = "tsrep-offset"
+)
+
+// DeadLetterWriter writes to the dead-letter topic synchronously: a write
+// returns once the broker has the records (acks=all), so the offsets of
+// the input they came from can then be committed.
+type DeadLetterWriter struct {
+	w     *kafka.Writer
+	topic string
+	log   *slog.Logger
+}
+
+// NewDeadLetterWriter writes to topic; the topic is created on first use if
+// the cluster allows it.
+func NewDeadLetterWriter(brokers []string, d *kafka.Dialer, topic string, log *slog.Logger) *DeadLetterWriter {
+	tr := NewClient(brokers, d).Transport.(*kafka.Transport)
+	return &DeadLetterWriter{
+		w: &kafka.Writer{
+			Addr:                   kafka.TCP(brokers...),
+			Topic:                  topic,
+			Balancer:               &kafka.Hash{},
+			RequiredAcks:           kafka.RequireAll,
+			BatchTimeout:           5 * time.Millisecond,
+			BatchSize:              1000,
+			AllowAutoTopicCreation: true,
+			Transport:              tr,
+		},
+		topic: topic,
+		log:   log,
+	}
+}
+
+// Write writes the records, retrying with backoff until they are stored or
+// ctx ends.
+func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(dls))
+	for i, d := range dls {
+		msgs[i] = kafka.Message{
+			Key:   []byte(d.Topic + "/" + strconv.Itoa(d.Partition)),
+			Value: d.Value,
+			Time:  d.Time,
+			Headers: []kafka.Header{
+				{Key: HeaderReason, Value: []byte(d.Reason)},
+				{Key: HeaderError, Value: []byte(d.Err)},
+				{Key: HeaderTopic, Value: []byte(d.Topic)},
+				{Key: HeaderPartition, Value: []byte(strconv.Itoa(d.Partition))},
+				{Key: HeaderOffset, Value: []byte(strconv.FormatInt(d.Offset, 10))},
+			},
+		}
+	}
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := w.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if attempt&(attempt-1) == 0 {
+			w.log.Warn("writing dead letters failed; retrying", "topic", w.topic, "records", len(msgs), "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// Close flushes and closes the writer.
+func (w *DeadLetterWriter) Close() error { return w.w.Close() }
+
+// IsTemporary reports whether a Kafka error is worth retrying.
+func IsTemporary(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		return ke.Temporary()
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+}

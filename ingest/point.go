@@ -1,0 +1,174 @@
+// Package ingest turns Kafka messages into points: the consumer group that
+// reads topics with explicit commits, the line-protocol and JSON decoders,
+// and the dead-letter writer for input that cannot be decoded.
+package ingest
+
+import (
+	"bytes"
+	"errors"
+)
+
+// Point is one decoded point. Its byte slices alias the decoder's buffers
+// and are valid only during the Handler call that receives it.
+type Point struct {
+	Measurement []byte
+	// Tags are sorted by key and unescaped.
+	Tags []Tag
+	// Fields holds the numeric fields (floats, integers and booleans as 0/1).
+	// String fields are skipped.
+	Fields []Field
+	// Time is the point's timestamp in Unix nanoseconds.
+	Time int64
+}
+
+// Tag is one tag of a point.
+type Tag struct{ Key, Value []byte }
+
+// Field is one numeric field of a point.
+type Field struct {
+	Key   []byte
+	Value float64
+}
+
+// Reason is the stable label of why input was rejected or skipped. It is the
+// value of the dead-letter header and of the counters' reason label.
+type Reason string
+
+// The reasons a decoder or the windowing reports.
+const (
+	ReasonSyntax         Reason = "syntax"           // not valid line protocol / JSON
+	ReasonEmpty          Reason = "empty_message"    // a message with no content
+	ReasonTooLarge       Reason = "message_too_large"
+	ReasonNoNumericField Reason = "no_numeric_field" // only string fields (skipped, not dead-lettered)
+	ReasonNonFinite      Reason = "non_finite_value" // NaN or ±Inf
+	ReasonWrongType      Reason = "wrong_type"       // e.g. a JSON tag that is not a string
+	ReasonBadTimestamp   Reason = "bad_timestamp"    // unparsable or out of range
+	ReasonFuture         Reason = "timestamp_in_future"
+	ReasonLate           Reason = "late"         // behind the allowed lateness
+	ReasonSeriesCap      Reason = "series_cap"   // a new series past window.max_series
+	ReasonSinkRejected   Reason = "sink_rejected" // the sink refused a result (4xx)
+)
+
+// DeadLetters reports whether input rejected for r goes to the dead-letter
+// topic. Skipped input (no numeric field) and capped series are only
+// counted: they are not malformed, and dead-lettering them would copy a
+// whole cardinality burst into the dead-letter topic.
+func (r Reason) DeadLetters() bool {
+	switch r {
+	case ReasonNoNumericField, ReasonSeriesCap, ReasonLate:
+		return false
+	}
+	return true
+}
+
+// Handler receives what a decoder finds in a message.
+type Handler interface {
+	// Point is called for each decoded point with at least one numeric field.
+	Point(p *Point)
+	// Bad is called for each part of the message that could not be used:
+	// raw is the offending line or object (aliasing the message), reason its
+	// label, err the detail.
+	Bad(raw []byte, reason Reason, err error)
+}
+
+// Decoder decodes one Kafka message value. msgTime (Unix ns) is the
+// message's timestamp, used for points that carry none. Implementations
+// reuse their buffers and are not safe for concurrent use.
+type Decoder interface {
+	Decode(value []byte, msgTime int64, h Handler)
+}
+
+// Options configure the decoders.
+type Options struct {
+	// Precision is the unit of integer timestamps in nanoseconds (1, 1e3,
+	// 1e6 or 1e9).
+	Precision int64
+	// MaxFuture rejects points more than this many nanoseconds ahead of
+	// their message's timestamp; 0 disables the check.
+	MaxFuture int64
+	// MaxMessageBytes rejects larger messages whole; 0 means no limit.
+	MaxMessageBytes int
+}
+
+// NewDecoder returns the decoder for a kafka.format value.
+func NewDecoder(format string, o Options) (Decoder, error) {
+	if o.Precision <= 0 {
+		o.Precision = 1
+	}
+	switch format {
+	case "influx":
+		return NewLineProtocol(o), nil
+	case "json":
+		return NewJSON(o), nil
+	}
+	return nil, errors.New("unknown format " + format + " (use influx or json)")
+}
+
+// pointBuilder collects one point's tags and fields into reused storage.
+// Names are copied into scratch because decoders may reuse their own
+// buffers between calls; offsets are resolved into slices once the point is
+// complete, since appending to scratch may move it.
+type pointBuilder struct {
+	scratch []byte
+	tagOff  []span
+	fldOff  []span
+	vals    []float64
+	p       Point
+}
+
+type span struct{ k0, k1, v0, v1 int }
+
+func (b *pointBuilder) reset() {
+	b.scratch = b.scratch[:0]
+	b.tagOff = b.tagOff[:0]
+	b.fldOff = b.fldOff[:0]
+	b.vals = b.vals[:0]
+}
+
+func (b *pointBuilder) addTag(k, v []byte) {
+	k0 := len(b.scratch)
+	b.scratch = append(b.scratch, k...)
+	v0 := len(b.scratch)
+	b.scratch = append(b.scratch, v...)
+	b.tagOff = append(b.tagOff, span{k0, v0, v0, len(b.scratch)})
+}
+
+func (b *pointBuilder) addField(k []byte, v float64) {
+	k0 := len(b.scratch)
+	b.scratch = append(b.scratch, k...)
+	b.fldOff = append(b.fldOff, span{k0: k0, k1: len(b.scratch)})
+	b.vals = append(b.vals, v)
+}
+
+// finish resolves the point, with the tags sorted by key. A repeated tag
+// key keeps its last value, as InfluxDB does.
+func (b *pointBuilder) finish(measurement []byte, t int64) *Point {
+	p := &b.p
+	p.Measurement = measurement
+	p.Time = t
+	p.Tags = p.Tags[:0]
+	for _, s := range b.tagOff {
+		p.Tags = append(p.Tags, Tag{Key: b.scratch[s.k0:s.k1], Value: b.scratch[s.v0:s.v1]})
+	}
+	// Insertion sort: points have few tags, and it does not allocate.
+	for i := 1; i < len(p.Tags); i++ {
+		for j := i; j > 0 && bytes.Compare(p.Tags[j-1].Key, p.Tags[j].Key) > 0; j-- {
+			p.Tags[j-1], p.Tags[j] = p.Tags[j], p.Tags[j-1]
+		}
+	}
+	// Stable sort keeps input order among equal keys, so the later value
+	// sits last; drop the earlier ones.
+	out := p.Tags[:0]
+	for i, tg := range p.Tags {
+		if i+1 < len(p.Tags) && bytes.Equal(tg.Key, p.Tags[i+1].Key) {
+			continue
+		}
+		out = append(out, tg)
+	}
+	p.Tags = out
+	p.Fields = p.Fields[:0]
+	for i, s := range b.fldOff {
+		p.Fields = append(p.Fields, Field{Key: b.scratch[s.k0:s.k1], Value: b.vals[i]})
+	}
+	return p
+}

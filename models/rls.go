@@ -1,0 +1,95 @@
+package models
+
+import (
+	"math"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+
+	"github.com/tsrep/tsrep/internal/binenc"
+)
+
+// RLS is recursive least squares with exponential forgetting: an online
+// linear regression whose weights are the exact weighted least-squares fit
+// of everything seen, each update costing O(d²). The matrix work runs on
+// gonum's BLAS (Gemv, Ger).
+type RLS struct {
+	D      int     // inputs, the intercept included if the caller adds one
+	Lambda float64 // forgetting factor in (0, 1]
+	W      []float64
+	P      []float64 // D×D inverse correlation matrix, row-major
+	px     []float64
+}
+
+// rlsInitP is the initial diagonal of P: a weak prior (ridge 1/100).
+const rlsInitP = 100
+
+// NewRLS returns an RLS over d inputs.
+func NewRLS(d int, lambda float64) *RLS {
+	r := &RLS{D: d, Lambda: lambda, W: make([]float64, d), P: make([]float64, d*d), px: make([]float64, d)}
+	r.ResetP()
+	return r
+}
+
+// ResetP sets P back to its prior, keeping the weights.
+func (r *RLS) ResetP() {
+	clear(r.P)
+	for i := 0; i < r.D; i++ {
+		r.P[i*r.D+i] = rlsInitP
+	}
+}
+
+// Predict returns w·x.
+func (r *RLS) Predict(x []float64) float64 {
+	return blas64.Dot(blas64.Vector{N: r.D, Data: r.W, Inc: 1}, blas64.Vector{N: r.D, Data: x, Inc: 1})
+}
+
+// Update learns target y for input x and returns the a-priori error y - w·x.
+func (r *RLS) Update(x []float64, y float64) float64 {
+	d := r.D
+	P := blas64.General{Rows: d, Cols: d, Stride: d, Data: r.P}
+	xv := blas64.Vector{N: d, Data: x, Inc: 1}
+	pxv := blas64.Vector{N: d, Data: r.px, Inc: 1}
+	blas64.Gemv(blas.NoTrans, 1, P, xv, 0, pxv) // Px
+	den := r.Lambda + blas64.Dot(xv, pxv)
+	e := y - r.Predict(x)
+	if !(den > 0) || math.IsInf(den, 0) {
+		r.ResetP()
+		return e
+	}
+	// w += Px e / den ; P = (P - Px (Px)ᵀ / den) / λ   (P stays symmetric)
+	blas64.Axpy(e/den, pxv, blas64.Vector{N: d, Data: r.W, Inc: 1})
+	blas64.Ger(-1/den, pxv, pxv, P)
+	if r.Lambda != 1 {
+		blas64.Scal(1/r.Lambda, blas64.Vector{N: d * d, Data: r.P, Inc: 1})
+	}
+	// Forgetting with little excitation lets P grow without bound; a
+	// diagonal past the guard means the fit is no longer conditioned.
+	for i := 0; i < d; i++ {
+		if v := r.P[i*d+i]; !(v < 1e8) || v < 0 {
+			r.ResetP()
+			break
+		}
+	}
+	for _, w := range r.W {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			clear(r.W)
+			r.ResetP()
+			break
+		}
+	}
+	return e
+}
+
+func (r *RLS) appendState(w *binenc.Writer) {
+	w.F64s(r.W)
+	w.F64s(r.P)
+}
+
+func (r *RLS) loadState(rd *binenc.Reader) {
+	r.W = rd.F64s(r.W, r.D)
+	r.P = rd.F64s(r.P, r.D*r.D)
+	if rd.Err() == nil && (len(r.W) != r.D || len(r.P) != r.D*r.D) {
+		rd.Fail("rls state of the wrong size (model.order changed?)")
+	}
+}

@@ -1,0 +1,133 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Checkpoints are one file per topic-partition:
+//
+//	magic "TSREPCKP" | version u32 | body length u64 | CRC-32C of body u32 | body
+//
+// written to a temporary file, fsynced, renamed over the old one, and the
+// directory fsynced, so a crash leaves either the old or the new file whole.
+// The body is the partition's state (see partition.appendCheckpoint).
+type CheckpointStore struct {
+	dir string
+}
+
+const (
+	ckptMagic   = "TSREPCKP"
+	ckptVersion = 1
+	ckptHeader  = 8 + 4 + 8 + 4
+	// ckptMaxBody bounds what a load will read, so a corrupt length cannot
+	// exhaust memory.
+	ckptMaxBody = 8 << 30
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorruptCheckpoint is wrapped by errors about unreadable checkpoint files.
+var ErrCorruptCheckpoint = errors.New("corrupt checkpoint")
+
+// NewCheckpointStore keeps checkpoints under dir/group.
+func NewCheckpointStore(dir, group string) (*CheckpointStore, error) {
+	d := filepath.Join(dir, group)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, fmt.Errorf("create checkpoint directory (pipeline.checkpoint_dir): %w", err)
+	}
+	return &CheckpointStore{dir: d}, nil
+}
+
+// Path is the file of a topic-partition.
+func (s *CheckpointStore) Path(topic string, partition int) string {
+	return filepath.Join(s.dir, topic+"-"+strconv.Itoa(partition)+".ckpt")
+}
+
+// Save writes body durably.
+func (s *CheckpointStore) Save(topic string, partition int, body []byte) error {
+	path := s.Path(topic, partition)
+	tmp, err := os.CreateTemp(s.dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
+	var hdr [ckptHeader]byte
+	copy(hdr[:], ckptMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], ckptVersion)
+	binary.LittleEndian.PutUint64(hdr[12:], uint64(len(body)))
+	binary.LittleEndian.PutUint32(hdr[20:], crc32.Checksum(body, crcTable))
+	if _, err = tmp.Write(hdr[:]); err == nil {
+		_, err = tmp.Write(body)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Load returns the body of a topic-partition's checkpoint; ok is false if
+// there is none.
+func (s *CheckpointStore) Load(topic string, partition int) (body []byte, ok bool, err error) {
+	path := s.Path(topic, partition)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read checkpoint %s: %w", path, err)
+	}
+	body, err = DecodeCheckpoint(b)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w (move it away to start this partition from its committed offset with empty state)", path, err)
+	}
+	return body, true, nil
+}
+
+// DecodeCheckpoint checks a checkpoint file's header and checksum and
+// returns its body.
+func DecodeCheckpoint(b []byte) ([]byte, error) {
+	if len(b) < ckptHeader || !bytes.Equal(b[:8], []byte(ckptMagic)) {
+		return nil, fmt.Errorf("%w: not a tsrep checkpoint (bad magic)", ErrCorruptCheckpoint)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != ckptVersion {
+		return nil, fmt.Errorf("%w: checkpoint format version %d, this build reads %d", ErrCorruptCheckpoint, v, ckptVersion)
+	}
+	n := binary.LittleEndian.Uint64(b[12:])
+	if n > ckptMaxBody || n != uint64(len(b)-ckptHeader) {
+		return nil, fmt.Errorf("%w: body length %d, file holds %d", ErrCorruptCheckpoint, n, len(b)-ckptHeader)
+	}
+	body := b[ckptHeader:]
+	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(b[20:]) {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptCheckpoint)
+	}
+	return body, nil
+}

@@ -1,0 +1,516 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/internal/binenc"
+	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/sinks"
+	"github.com/tsrep/tsrep/windowing"
+)
+
+// item is what the windowing stage hands to the learning stage: a batch of
+// windows, dead letters, or a checkpoint marker, in stream order.
+type item struct {
+	rec arrow.RecordBatch
+	dls []ingest.DeadLetter
+	// snapshot, when set, is the windowing state right after the
+	// messages before offset next: the learning stage completes the
+	// checkpoint with its own state once everything before it is written.
+	snapshot []byte
+	next     int64
+}
+
+// partition is the state of one topic-partition: everything a checkpoint
+// holds, and the two stages that advance it.
+type partition struct {
+	p      *Pipeline
+	topic  string
+	part   int
+	labels []string
+	log    *slog.Logger
+
+	// windowing stage
+	dec       ingest.Decoder
+	win       *windowing.Windower
+	key       []byte
+	msg       *kafka.Message
+	dls       []ingest.DeadLetter
+	next      int64 // offset after the last message folded into win
+	ckptNext  int64 // next of the last checkpoint marker sent
+	items     chan *item
+	abort     chan struct{} // closed when the learning stage gives up
+	lastStats windowing.Stats
+	lateEnc   lineprotocol.Encoder
+	points    int
+	messages  int
+	lag       prometheus.Gauge
+
+	// learning stage
+	learner models.Learner
+	preq    *models.Prequential
+	enc     *sinks.Encoder
+}
+
+func (p *Pipeline) newPartition(topic string, part int) (*partition, error) {
+	cfg := p.cfg
+	prec, _ := config.PrecisionDuration(cfg.Kafka.Precision)
+	dec, err := ingest.NewDecoder(cfg.Kafka.Format, ingest.Options{
+		Precision:       int64(prec),
+		MaxFuture:       int64(cfg.Kafka.MaxFuture.Duration),
+		MaxMessageBytes: cfg.Kafka.MaxFetchBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	learner, err := p.o.NewLearner()
+	if err != nil {
+		return nil, err
+	}
+	pt := &partition{
+		p: p, topic: topic, part: part,
+		labels:  []string{topic, strconv.Itoa(part)},
+		log:     p.log.With("topic", topic, "partition", part),
+		dec:     dec,
+		learner: learner,
+		preq:    models.NewPrequential(cfg.Window.MaxSeries),
+		enc:     sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries),
+		items:   make(chan *item, cfg.Pipeline.MaxInflightBatches),
+		abort:   make(chan struct{}),
+		lag:     p.m.Lag.WithLabelValues(topic, strconv.Itoa(part)),
+	}
+	pt.win = windowing.New(windowing.Config{
+		Interval:    cfg.Window.Interval.Duration,
+		Length:      cfg.Window.Length,
+		Stride:      cfg.Window.Stride,
+		Lateness:    cfg.Window.Lateness.Duration,
+		MinObserved: cfg.Window.MinObserved,
+		BatchSize:   cfg.Window.BatchSize,
+		MaxSeries:   cfg.Window.MaxSeries,
+		DropNew:     cfg.Window.SeriesPolicy == "drop_new",
+	}, memory.DefaultAllocator, pt.emit)
+	return pt, nil
+}
+
+// runPartition restores the partition's state, then runs its two stages
+// until ctx ends (or, with UntilEnd, the partition is caught up), draining
+// with dctx.
+func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation, a ingest.Assignment) error {
+	pt, err := p.newPartition(a.Topic, a.Partition)
+	if err != nil {
+		return err
+	}
+	defer pt.win.Close()
+	start, err := pt.restore(ctx, a)
+	if err != nil {
+		return err
+	}
+	pt.next, pt.ckptNext = start, start
+	end := int64(-1)
+	if p.o.UntilEnd {
+		ends, err := ingest.EndOffsets(ctx, p.client, a.Topic)
+		if err != nil {
+			return err
+		}
+		end = ends[a.Partition]
+	}
+	pt.log.Info("partition assigned", "start_offset", start, "committed", a.Committed, "end_offset", end)
+	if end >= 0 && start >= end {
+		return nil // nothing to read
+	}
+	reader, err := ingest.NewPartitionReader(p.cfg.Kafka.Brokers, p.o.Dialer, a.Topic, a.Partition, start,
+		p.cfg.Kafka.MaxFetchBytes, p.cfg.Kafka.FetchMaxWait.Duration)
+	if err != nil {
+		return err
+	}
+	defer reader.Close()
+
+	learnDone := make(chan error, 1)
+	go func() { learnDone <- pt.learnStage(dctx, g) }()
+	fetchErr := pt.windowStage(ctx, reader, end)
+	return errors.Join(fetchErr, <-learnDone)
+}
+
+// restore loads the partition's checkpoint, if any, and returns the offset
+// to start reading at.
+func (pt *partition) restore(ctx context.Context, a ingest.Assignment) (int64, error) {
+	body, ok, err := pt.p.ckpt.Load(a.Topic, a.Partition)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		next, err := pt.loadCheckpoint(body)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w (move it away to start this partition from its committed offset with empty state)", pt.p.ckpt.Path(a.Topic, a.Partition), err)
+		}
+		if a.Committed >= 0 && a.Committed != next {
+			pt.log.Info("resuming from the checkpoint, not the committed offset", "checkpoint_offset", next, "committed", a.Committed)
+		}
+		return next, nil
+	}
+	if a.Committed >= 0 {
+		pt.log.Warn("no checkpoint for a partition with a committed offset: starting there with empty state "+
+			"(is pipeline.checkpoint_dir shared by the group's instances?)", "committed", a.Committed)
+		return a.Committed, nil
+	}
+	kind, t := startKind(pt.p.cfg.Kafka.Start)
+	return ingest.ResolveOffset(ctx, pt.p.client, a.Topic, a.Partition, kind, t)
+}
+
+// windowStage fetches, decodes and windows messages, handing batches and
+// checkpoint markers to the learning stage, until ctx ends, the partition
+// reaches end (if end >= 0), or the learning stage aborts. It ends with a
+// final checkpoint marker and closes the items channel. The error is a
+// fetch failure the reader did not recover from.
+func (pt *partition) windowStage(ctx context.Context, r *kafka.Reader, end int64) error {
+	defer close(pt.items)
+	cfg := pt.p.cfg
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs := make(chan kafka.Message, 1024)
+	fetchDone := make(chan struct{})
+	var fetchErr error // written by the fetcher, read after fetchDone
+	go func() {
+		defer close(fetchDone)
+		defer close(msgs)
+		for {
+			m, err := r.FetchMessage(fctx)
+			if err != nil {
+				if fctx.Err() == nil {
+					fetchErr = fmt.Errorf("fetch: %w", err)
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-fctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { cancel(); <-fetchDone }()
+
+	flush := time.NewTicker(cfg.Window.FlushInterval.Duration)
+	defer flush.Stop()
+	ckpt := time.NewTicker(cfg.Pipeline.CheckpointInterval.Duration)
+	defer ckpt.Stop()
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok { // the fetcher failed: keep what was read, then report
+				pt.checkpoint()
+				cancel()
+				<-fetchDone
+				return fetchErr
+			}
+			pt.handle(&m)
+			if end >= 0 && pt.next >= end {
+				pt.checkpoint()
+				return nil
+			}
+		case <-flush.C:
+			pt.win.Flush()
+		case <-ckpt.C:
+			if pt.next != pt.ckptNext {
+				pt.checkpoint()
+			}
+		case <-ctx.Done():
+			pt.checkpoint()
+			return nil
+		case <-pt.abort:
+			return nil
+		}
+	}
+}
+
+// handle folds one message into the windows.
+func (pt *partition) handle(m *kafka.Message) {
+	pt.msg = m
+	pt.messages++
+	pt.dec.Decode(m.Value, m.Time.UnixNano(), pt)
+	pt.next = m.Offset + 1
+	if m.HighWaterMark > 0 {
+		pt.lag.Set(float64(m.HighWaterMark - pt.next))
+	}
+	if len(pt.dls) >= 1000 { // do not hold dead letters without bound
+		pt.send(&item{dls: pt.takeDLs()})
+	}
+}
+
+// Point implements ingest.Handler.
+func (pt *partition) Point(p *ingest.Point) {
+	for f := range p.Fields {
+		pt.key = ingest.AppendSeriesKey(pt.key[:0], p, f)
+		pt.points++
+		if pt.win.Add(pt.key, p.Time, p.Fields[f].Value) == windowing.Late && pt.p.cfg.Window.LatePolicy == "dead_letter" {
+			pt.deadLetter(pt.latePoint(p, f), ingest.ReasonLate, "point is older than window.lateness behind its series' newest point")
+		}
+	}
+}
+
+// latePoint writes one field of p as line protocol for a dead letter.
+func (pt *partition) latePoint(p *ingest.Point, f int) []byte {
+	e := &pt.lateEnc
+	e.Reset()
+	e.StartLineRaw(p.Measurement)
+	for _, t := range p.Tags {
+		e.AddTagRaw(t.Key, t.Value)
+	}
+	if v, ok := lineprotocol.FloatValue(p.Fields[f].Value); ok {
+		e.AddFieldRaw(p.Fields[f].Key, v)
+	}
+	e.EndLine(time.Unix(0, p.Time))
+	return bytes.TrimSpace(e.Bytes())
+}
+
+// Bad implements ingest.Handler.
+func (pt *partition) Bad(raw []byte, reason ingest.Reason, err error) {
+	pt.p.m.bad(reason)
+	if !reason.DeadLetters() {
+		return
+	}
+	pt.deadLetter(raw, reason, err.Error())
+}
+
+func (pt *partition) deadLetter(raw []byte, reason ingest.Reason, msg string) {
+	m := pt.msg
+	pt.dls = append(pt.dls, ingest.DeadLetter{
+		Value: bytes.Clone(raw), Reason: reason, Err: msg,
+		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time,
+	})
+}
+
+func (pt *partition) takeDLs() []ingest.DeadLetter {
+	d := pt.dls
+	pt.dls = nil
+	return d
+}
+
+// emit receives a full batch from the windower.
+func (pt *partition) emit(rec arrow.RecordBatch) {
+	pt.send(&item{rec: rec, dls: pt.takeDLs()})
+}
+
+// checkpoint flushes the open batch and sends a checkpoint marker.
+func (pt *partition) checkpoint() {
+	pt.win.Flush()
+	var w binenc.Writer
+	pt.win.AppendState(&w)
+	pt.send(&item{dls: pt.takeDLs(), snapshot: w.B, next: pt.next})
+	pt.ckptNext = pt.next
+	pt.exportStats()
+}
+
+// send hands an item to the learning stage, waiting while
+// max_inflight_batches are in flight (backpressure), unless that stage
+// has given up.
+func (pt *partition) send(it *item) {
+	pt.p.m.Inflight.Inc()
+	select {
+	case pt.items <- it:
+	case <-pt.abort:
+		pt.p.m.Inflight.Dec()
+		if it.rec != nil {
+			it.rec.Release()
+		}
+	}
+}
+
+func (pt *partition) exportStats() {
+	m, st, last := pt.p.m, pt.win.Stats(), pt.lastStats
+	m.Windows.Add(float64(st.Windows - last.Windows))
+	m.SparseWindows.Add(float64(st.SparseWindow - last.SparseWindow))
+	m.LatePoints.Add(float64(st.Late - last.Late))
+	m.Duplicates.Add(float64(st.Duplicates - last.Duplicates))
+	m.SeriesEvicted.Add(float64(st.Evicted - last.Evicted))
+	m.SeriesRejected.Add(float64(st.Rejected - last.Rejected))
+	m.Series.WithLabelValues(pt.labels...).Set(float64(pt.win.Series()))
+	m.Messages.WithLabelValues(pt.topic).Add(float64(pt.messages))
+	m.Points.WithLabelValues(pt.topic).Add(float64(pt.points))
+	for _, r := range []struct {
+		n      uint64
+		reason ingest.Reason
+	}{{st.Late - last.Late, ingest.ReasonLate}, {st.Rejected - last.Rejected, ingest.ReasonSeriesCap}} {
+		if r.n > 0 {
+			m.BadInput.WithLabelValues(string(r.reason)).Add(float64(r.n))
+		}
+	}
+	pt.messages, pt.points = 0, 0
+	pt.lastStats = st
+}
+
+// learnStage learns from each batch, writes the results and dead letters,
+// and completes checkpoints, in order. It returns when the items channel
+// is closed, or with an error when ctx ends before the work is stored (the
+// uncommitted part is then redone by whoever owns the partition next).
+func (pt *partition) learnStage(ctx context.Context, g *ingest.Generation) error {
+	var failed error
+	for it := range pt.items {
+		pt.p.m.Inflight.Dec()
+		if failed != nil {
+			if it.rec != nil {
+				it.rec.Release()
+			}
+			continue
+		}
+		if err := pt.learnItem(ctx, g, it); err != nil {
+			failed = err
+			close(pt.abort)
+			pt.log.Error("stopping the partition without committing further", "err", err)
+		}
+	}
+	return failed
+}
+
+func (pt *partition) learnItem(ctx context.Context, g *ingest.Generation, it *item) error {
+	m := pt.p.m
+	if it.rec != nil {
+		err := pt.learnBatch(ctx, it)
+		it.rec.Release()
+		if err != nil {
+			return err
+		}
+	}
+	if len(it.dls) > 0 {
+		if pt.p.o.DeadLetters == nil {
+			for _, d := range it.dls {
+				pt.log.Warn("bad input (no dead-letter topic configured)", "reason", d.Reason, "err", d.Err, "offset", d.Offset)
+			}
+		} else if err := pt.p.o.DeadLetters.Write(ctx, it.dls); err != nil {
+			return fmt.Errorf("write dead letters: %w", err)
+		}
+		for _, d := range it.dls {
+			m.DeadLetters.WithLabelValues(string(d.Reason)).Inc()
+		}
+	}
+	if it.snapshot != nil {
+		var w binenc.Writer
+		pt.appendCheckpoint(&w, it.snapshot, it.next)
+		if err := pt.p.ckpt.Save(pt.topic, pt.part, w.B); err != nil {
+			return err
+		}
+		m.Checkpoints.Inc()
+		m.CheckpointTime.WithLabelValues(pt.labels...).Set(float64(pt.p.o.Now().Unix()))
+		if err := g.Commit(pt.topic, pt.part, it.next); err != nil {
+			// The checkpoint holds the offset; the next owner resumes from it.
+			m.CommitErrors.Inc()
+			pt.log.Warn("offset commit failed", "offset", it.next, "err", err)
+		} else {
+			m.Commits.Inc()
+		}
+	}
+	return nil
+}
+
+func (pt *partition) learnBatch(ctx context.Context, it *item) error {
+	m := pt.p.m
+	t0 := time.Now()
+	out, err := pt.learner.Step(it.rec)
+	if err != nil {
+		return fmt.Errorf("learner %s: %w", pt.learner.Name(), err)
+	}
+	b, err := models.View(it.rec)
+	if err != nil {
+		return err
+	}
+	resolved := pt.preq.Observe(&b, out)
+	m.LearnSeconds.Observe(time.Since(t0).Seconds())
+	m.Batches.Inc()
+	for _, st := range out.Train {
+		for obj, v := range map[string]float64{"forecast": st.LossForecast, "impute": st.LossImpute, "contrast": st.LossContrast} {
+			if v == v { // not NaN
+				m.Loss.WithLabelValues(obj).Set(v)
+			}
+		}
+	}
+
+	pt.enc.Reset()
+	pt.enc.Encode(&sinks.Result{
+		Topic: pt.topic, Partition: pt.part, Model: pt.learner.Name(),
+		Batch: &b, Out: out, Resolved: resolved,
+	})
+	for _, e := range pt.enc.Errors() {
+		it.dls = append(it.dls, ingest.DeadLetter{
+			Value: []byte(e.Series), Reason: ingest.ReasonSinkRejected, Err: "encode result: " + e.Err.Error(),
+			Topic: pt.topic, Partition: pt.part, Offset: -1,
+		})
+	}
+	rejected, err := pt.p.o.Sink.Write(ctx, pt.enc.Bytes())
+	if err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	for _, r := range rejected {
+		m.SinkRejected.Inc()
+		it.dls = append(it.dls, ingest.DeadLetter{
+			Value: r.Line, Reason: ingest.ReasonSinkRejected, Err: r.Err.Error(),
+			Topic: pt.topic, Partition: pt.part, Offset: -1,
+		})
+	}
+	return nil
+}
+
+const partitionStateVersion = 1
+
+// appendCheckpoint writes the partition's whole state: the offset it
+// covers, the windows (snapshotted by the windowing stage), the learner and
+// the outstanding forecasts.
+func (pt *partition) appendCheckpoint(w *binenc.Writer, windows []byte, next int64) {
+	w.U32(partitionStateVersion)
+	w.String(pt.topic)
+	w.U32(uint32(pt.part))
+	w.I64(next)
+	w.Bytes(windows)
+	w.String(pt.learner.Name())
+	pt.learner.AppendState(w)
+	pt.preq.AppendState(w)
+}
+
+// loadCheckpoint restores what appendCheckpoint wrote and returns its offset.
+func (pt *partition) loadCheckpoint(body []byte) (int64, error) {
+	r := binenc.NewReader(body)
+	if v := r.U32(); r.Err() == nil && v != partitionStateVersion {
+		return 0, fmt.Errorf("partition state version %d, this build reads %d", v, partitionStateVersion)
+	}
+	topic, part, next := r.String(256), int(r.U32()), r.I64()
+	if r.Err() == nil && (topic != pt.topic || part != pt.part) {
+		return 0, fmt.Errorf("checkpoint is of %s/%d, not %s/%d", topic, part, pt.topic, pt.part)
+	}
+	windows := r.Bytes(0)
+	if r.Err() != nil {
+		return 0, r.Err()
+	}
+	if err := pt.win.LoadState(binenc.NewReader(windows)); err != nil {
+		return 0, fmt.Errorf("window state: %w", err)
+	}
+	if name := r.String(256); r.Err() == nil && name != pt.learner.Name() {
+		return 0, fmt.Errorf("checkpoint holds model %q, config has %q (model.name)", name, pt.learner.Name())
+	}
+	if err := pt.learner.LoadState(r); err != nil {
+		return 0, fmt.Errorf("learner state: %w", err)
+	}
+	if err := pt.preq.LoadState(r); err != nil {
+		return 0, fmt.Errorf("forecast state: %w", err)
+	}
+	if err := r.Done(); err != nil {
+		return 0, err
+	}
+	if next < 0 {
+		return 0, errors.New("checkpoint offset is negative")
+	}
+	pt.lastStats = pt.win.Stats()
+	return next, nil
+}

@@ -1,0 +1,192 @@
+// Package pipeline wires tsrep's stages for each Kafka partition this
+// instance owns:
+//
+//	fetch → decode → window (Arrow batches) ─bounded channel─▶ learn → encode → write → dead-letter → checkpoint → commit
+//
+// The first stage runs ahead of the second by at most
+// pipeline.max_inflight_batches batches. Offsets are committed only after
+// the checkpoint that covers them is durable, and a checkpoint is written
+// only after every result derived from the messages before it is in
+// InfluxDB and every dead letter in Kafka. A crash therefore restarts from
+// the last checkpoint, recomputes the same results (learning is
+// deterministic) and overwrites them: nothing is lost and nothing is
+// duplicated.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/sinks"
+)
+
+// Writer stores encoded results durably (sinks.Influx).
+type Writer interface {
+	// Write returns once every line is stored or rejected as bad data; the
+	// error is non-nil only if ctx ended first.
+	Write(ctx context.Context, lines []byte) ([]sinks.Rejected, error)
+}
+
+// DeadLetterer stores dead-letter records (ingest.DeadLetterWriter).
+type DeadLetterer interface {
+	Write(ctx context.Context, dls []ingest.DeadLetter) error
+}
+
+// Options are the collaborators of a Pipeline.
+type Options struct {
+	Config  config.Config
+	Log     *slog.Logger
+	Metrics *Metrics
+	Sink    Writer
+	// DeadLetters may be nil: bad input is then only counted and logged.
+	DeadLetters DeadLetterer
+	Dialer      *kafka.Dialer
+	// UntilEnd stops once every assigned partition has reached the end
+	// offset it had when it was assigned (demo, tests, backfill).
+	UntilEnd bool
+	// NewLearner makes a partition's learner; nil means from Config.Model.
+	NewLearner func() (models.Learner, error)
+	// Now is the clock of the flush and checkpoint timers (not of any data).
+	Now func() time.Time
+}
+
+// Pipeline runs the stages for the partitions the group assigns.
+type Pipeline struct {
+	o      Options
+	cfg    config.Config
+	log    *slog.Logger
+	m      *Metrics
+	ckpt   *CheckpointStore
+	client *kafka.Client
+}
+
+// New checks the options and opens the checkpoint store.
+func New(o Options) (*Pipeline, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Sink == nil {
+		return nil, errors.New("pipeline: no sink")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NewLearner == nil {
+		mc := o.Config.Model
+		o.NewLearner = func() (models.Learner, error) { return NewLearner(o.Config) }
+		if _, err := NewLearner(o.Config); err != nil {
+			return nil, fmt.Errorf("model %s: %w", mc.Kind, err)
+		}
+	}
+	ckpt, err := NewCheckpointStore(o.Config.Pipeline.CheckpointDir, o.Config.Kafka.Group)
+	if err != nil {
+		return nil, err
+	}
+	return &Pipeline{
+		o: o, cfg: o.Config, log: o.Log, m: o.Metrics, ckpt: ckpt,
+		client: ingest.NewClient(o.Config.Kafka.Brokers, o.Dialer),
+	}, nil
+}
+
+// NewLearner builds the learner configured in cfg.Model.
+func NewLearner(cfg config.Config) (models.Learner, error) {
+	switch cfg.Model.Kind {
+	case "rls":
+		return models.NewForecaster(models.ForecasterConfig{
+			Name:       cfg.Model.Name,
+			Order:      cfg.Model.Order,
+			Forgetting: cfg.Model.Forgetting,
+			MaxSeries:  cfg.Window.MaxSeries,
+		}), nil
+	}
+	return nil, fmt.Errorf("unknown model.kind %q", cfg.Model.Kind)
+}
+
+// Run consumes until ctx ends (or, with UntilEnd, until every assigned
+// partition is caught up), then drains: in-flight batches are written,
+// checkpointed and committed within pipeline.shutdown_timeout.
+func (p *Pipeline) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var runErr error
+	var errOnce sync.Once
+	err := ingest.RunGroup(ctx, ingest.GroupConfig{
+		Brokers:        p.cfg.Kafka.Brokers,
+		Topics:         p.cfg.Kafka.Topics,
+		Group:          p.cfg.Kafka.Group,
+		SessionTimeout: p.cfg.Kafka.SessionTimeout.Duration,
+		Dialer:         p.o.Dialer,
+		Log:            p.log,
+	}, func(gctx context.Context, g *ingest.Generation) {
+		if err := p.runGeneration(gctx, ctx, g); err != nil {
+			errOnce.Do(func() { runErr = err })
+			stop()
+			return
+		}
+		if p.o.UntilEnd && ctx.Err() == nil {
+			// Every partition of this generation is caught up.
+			stop()
+		}
+	})
+	if runErr != nil {
+		return runErr
+	}
+	return err
+}
+
+// runGeneration runs one partition worker per assignment until gctx ends
+// (rebalance or shutdown), or with UntilEnd until all are caught up. A
+// partition that fails to start (corrupt checkpoint) fails the run.
+func (p *Pipeline) runGeneration(gctx, runCtx context.Context, g *ingest.Generation) error {
+	// The drain context outlives gctx by the shutdown timeout, so in-flight
+	// work can still be written and committed after a stop is requested.
+	dctx, cancelDrain := context.WithCancel(context.WithoutCancel(gctx))
+	defer cancelDrain()
+	stopTimer := context.AfterFunc(gctx, func() {
+		time.AfterFunc(p.cfg.Pipeline.ShutdownTimeout.Duration, cancelDrain)
+	})
+	defer stopTimer()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(g.Assignments))
+	for _, a := range g.Assignments {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.runPartition(gctx, dctx, g, a); err != nil {
+				errs <- fmt.Errorf("partition %s/%d: %w", a.Topic, a.Partition, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// startKind maps kafka.start to ingest's start positions.
+func startKind(s string) (ingest.StartKind, time.Time) {
+	k, t, _ := config.ParseStart(s) // validated by config
+	switch k {
+	case config.StartLatest:
+		return ingest.StartLatest, t
+	case config.StartTime:
+		return ingest.StartTime, t
+	}
+	return ingest.StartEarliest, t
+}

@@ -1,0 +1,228 @@
+// Package sinks writes what the learners produce. Results are encoded as
+// InfluxDB line protocol (the schema below) and written through a Writer:
+// the InfluxDB writer blocks until the server has the points, and that
+// success is what lets the pipeline commit Kafka offsets.
+//
+// Schema (every output point's measurement, tags and timestamp are a pure
+// function of the input, so a replay overwrites instead of duplicating):
+//
+//	<prefix>forecast   tags: the input series' tags + measurement, field, model
+//	                   at window end + interval: predicted, last_value
+//	                   once that slot arrives:   actual, abs_error, last_value_abs_error
+//	<prefix>embedding  same tags; e0..e{D-1} at the window end
+//	<prefix>imputed    same tags; value at each filled gap
+//	<prefix>train      tags model, topic, partition; step, windows,
+//	                   loss_forecast, loss_impute, loss_contrast at the step's latest window end
+//
+// An input tag called measurement, field or model is renamed tag_<name> so
+// it does not collide with the tags tsrep adds.
+package sinks
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/internal/lru"
+	"github.com/tsrep/tsrep/models"
+)
+
+// Result is everything one window batch produced.
+type Result struct {
+	Topic     string
+	Partition int
+	Model     string
+	Batch     *models.Batch
+	Out       *models.Output
+	Resolved  []models.Resolved
+}
+
+// Measurement names, without the configured prefix.
+const (
+	MeasForecast  = "forecast"
+	MeasEmbedding = "embedding"
+	MeasImputed   = "imputed"
+	MeasTrain     = "train"
+)
+
+// Encoder turns Results into line protocol. It caches each series' output
+// tag set, bounded like the series themselves. Not safe for concurrent use.
+type Encoder struct {
+	prefix string
+	meas   [4]string
+	enc    lineprotocol.Encoder
+	tags   *lru.Map[[]ingest.KV]
+	fields []string // "e0".."e{D-1}"
+	lines  int
+	errs   []EncodeError
+}
+
+// EncodeError is a result the encoder could not write as line protocol
+// (for instance a tag value that is not valid UTF-8).
+type EncodeError struct {
+	Series string
+	Err    error
+}
+
+// NewEncoder returns an encoder whose measurements start with prefix.
+func NewEncoder(prefix string, maxSeries int) *Encoder {
+	e := &Encoder{prefix: prefix, tags: lru.New[[]ingest.KV](maxSeries)}
+	for i, m := range []string{MeasForecast, MeasEmbedding, MeasImputed, MeasTrain} {
+		e.meas[i] = prefix + m
+	}
+	e.enc.SetPrecision(lineprotocol.Nanosecond)
+	return e
+}
+
+// Reset empties the output buffer, keeping its storage.
+func (e *Encoder) Reset() {
+	e.enc.Reset()
+	e.lines = 0
+	e.errs = e.errs[:0]
+}
+
+// Bytes is the encoded text since the last Reset.
+func (e *Encoder) Bytes() []byte { return e.enc.Bytes() }
+
+// Lines is the number of lines encoded since the last Reset.
+func (e *Encoder) Lines() int { return e.lines }
+
+// Errors lists the results that could not be encoded since the last Reset.
+func (e *Encoder) Errors() []EncodeError { return e.errs }
+
+// Encode appends the lines of r.
+func (e *Encoder) Encode(r *Result) {
+	b, out := r.Batch, r.Out
+	for i := 0; i < out.Rows; i++ {
+		key := b.Key(i)
+		tags, err := e.seriesTags(key, r.Model)
+		if err != nil {
+			e.errs = append(e.errs, EncodeError{Series: key, Err: err})
+			continue
+		}
+		end := int64(b.End[i])
+		if f := out.Forecast[i]; !math.IsNaN(f) {
+			e.start(e.meas[0], tags)
+			e.float("predicted", f)
+			if lv := b.LastObserved(i); !math.IsNaN(lv) {
+				e.float("last_value", lv)
+			}
+			e.end(end+int64(b.Interval[i]), key)
+		}
+		if out.Dim > 0 && out.EmitEmbedding[i] {
+			e.start(e.meas[1], tags)
+			emb := out.Embedding[i*out.Dim : (i+1)*out.Dim]
+			for j, v := range emb {
+				e.float(e.embField(j), v)
+			}
+			e.end(end, key)
+		}
+		if out.Imputed != nil {
+			imp := out.Imputed[i*out.Length : (i+1)*out.Length]
+			for j, v := range imp {
+				if math.IsNaN(v) {
+					continue
+				}
+				e.start(e.meas[2], tags)
+				e.float("value", v)
+				e.end(b.SlotTime(i, j), key)
+			}
+		}
+	}
+	for _, rs := range r.Resolved {
+		key := b.Key(rs.Row)
+		tags, err := e.seriesTags(key, r.Model)
+		if err != nil {
+			continue // already reported for the row
+		}
+		e.start(e.meas[0], tags)
+		e.float("actual", rs.Actual)
+		e.float("abs_error", math.Abs(rs.Actual-rs.Predicted))
+		if !math.IsNaN(rs.Baseline) {
+			e.float("last_value_abs_error", math.Abs(rs.Actual-rs.Baseline))
+		}
+		e.end(rs.Time, key)
+	}
+	for _, st := range out.Train {
+		e.enc.StartLine(e.meas[3])
+		e.enc.AddTag("model", r.Model)
+		e.enc.AddTag("partition", strconv.Itoa(r.Partition))
+		e.enc.AddTag("topic", r.Topic)
+		e.enc.AddField("step", lineprotocol.UintValue(st.Step))
+		e.enc.AddField("windows", lineprotocol.IntValue(int64(st.Windows)))
+		e.float("loss_forecast", st.LossForecast)
+		e.float("loss_impute", st.LossImpute)
+		e.float("loss_contrast", st.LossContrast)
+		e.end(st.Time, "train")
+	}
+}
+
+func (e *Encoder) start(meas string, tags []ingest.KV) {
+	e.enc.StartLine(meas)
+	for _, t := range tags {
+		e.enc.AddTag(t.Key, t.Value)
+	}
+}
+
+// float adds a field, skipping NaN (line protocol has no NaN).
+func (e *Encoder) float(k string, v float64) {
+	if fv, ok := lineprotocol.FloatValue(v); ok {
+		e.enc.AddField(k, fv)
+	}
+}
+
+func (e *Encoder) end(t int64, series string) {
+	e.enc.EndLine(time.Unix(0, t))
+	if err := e.enc.Err(); err != nil {
+		e.errs = append(e.errs, EncodeError{Series: series, Err: err})
+		e.enc.ClearErr()
+		return
+	}
+	e.lines++
+}
+
+func (e *Encoder) embField(j int) string {
+	for len(e.fields) <= j {
+		e.fields = append(e.fields, "e"+strconv.Itoa(len(e.fields)))
+	}
+	return e.fields[j]
+}
+
+// seriesTags returns the sorted output tags of a series key.
+func (e *Encoder) seriesTags(key, model string) ([]ingest.KV, error) {
+	if t, ok := e.tags.GetString(key); ok {
+		return t, nil
+	}
+	id, err := ingest.ParseSeriesKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("series %q: %w", key, err)
+	}
+	tags := OutputTags(id, model)
+	e.tags.Put(strings.Clone(key), tags)
+	return tags, nil
+}
+
+// OutputTags is the tag set tsrep writes for a series, sorted by key.
+func OutputTags(id ingest.SeriesID, model string) []ingest.KV {
+	tags := make([]ingest.KV, 0, len(id.Tags)+3)
+	for _, t := range id.Tags {
+		k := t.Key
+		switch k {
+		case "measurement", "field", "model":
+			k = "tag_" + k
+		}
+		tags = append(tags, ingest.KV{Key: k, Value: t.Value})
+	}
+	tags = append(tags,
+		ingest.KV{Key: "measurement", Value: id.Measurement},
+		ingest.KV{Key: "field", Value: id.Field},
+		ingest.KV{Key: "model", Value: model})
+	slices.SortFunc(tags, func(a, b ingest.KV) int { return strings.Compare(a.Key, b.Key) })
+	return tags
+}

@@ -1,0 +1,270 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
+)
+
+// InfluxConfig configures the InfluxDB writer.
+type InfluxConfig struct {
+	URL string
+	// Bucket is the 2.x bucket or the 1.8 "database[/retention-policy]".
+	Bucket string
+	Org    string
+	// Token is the API token (2.x) or "user:password" (1.8); empty for none.
+	Token            string
+	CreateBucket     bool
+	BatchPoints      int
+	Gzip             bool
+	Timeout          time.Duration
+	RetryMaxInterval time.Duration
+}
+
+// Rejected is a line InfluxDB refused for what it is (a 4xx other than
+// auth, not-found or too-large): retrying cannot help, so it is reported
+// for the dead-letter topic instead.
+type Rejected struct {
+	Line []byte
+	Err  error
+}
+
+// WriteObserver receives the writer's measurements; nil is allowed.
+type WriteObserver interface {
+	WriteDone(lines int, d time.Duration)
+	WriteFailed(err error, retrying bool)
+}
+
+// Influx writes line protocol to InfluxDB 1.8 (its 2.x-compatible API) or
+// 2.x with influxdb-client-go's blocking API, gzip and batching, retrying
+// until the server takes the points or the context ends.
+type Influx struct {
+	cfg    InfluxConfig
+	client influxdb2.Client
+	write  api.WriteAPIBlocking
+	log    *slog.Logger
+	obs    WriteObserver
+	v1     bool
+	lines  []int // line start offsets, reused
+}
+
+// NewInflux connects, checks the server's health and creates the bucket if
+// configured to. It retries the connection until ctx ends, so tsrep can be
+// started before InfluxDB.
+func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs WriteObserver) (*Influx, error) {
+	opts := influxdb2.DefaultOptions().
+		SetUseGZip(cfg.Gzip).
+		SetHTTPRequestTimeout(uint(max(1, cfg.Timeout/time.Second))).
+		SetLogLevel(0)
+	s := &Influx{cfg: cfg, log: log, obs: obs}
+	s.client = influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+	s.write = s.client.WriteAPIBlocking(cfg.Org, cfg.Bucket)
+
+	var version string
+	err := s.retry(ctx, "connect to InfluxDB at "+cfg.URL, func() error {
+		h, err := s.client.Health(ctx)
+		if err != nil {
+			return err
+		}
+		if h.Version != nil {
+			version = *h.Version
+		}
+		return nil
+	})
+	if err != nil {
+		s.client.Close()
+		return nil, err
+	}
+	s.v1 = strings.HasPrefix(version, "1.")
+	log.Info("influxdb connected", "url", cfg.URL, "version", version, "bucket", cfg.Bucket)
+	if cfg.CreateBucket {
+		if err := s.ensureBucket(ctx); err != nil {
+			s.client.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Client is the underlying client, for queries.
+func (s *Influx) Client() influxdb2.Client { return s.client }
+
+// Close releases the client's connections.
+func (s *Influx) Close() error {
+	s.client.Close()
+	return nil
+}
+
+func (s *Influx) ensureBucket(ctx context.Context) error {
+	if s.v1 {
+		db, _, _ := strings.Cut(s.cfg.Bucket, "/")
+		return s.retry(ctx, "create database "+db, func() error { return createDatabaseV1(ctx, s.cfg.URL, s.cfg.Token, db) })
+	}
+	return s.retry(ctx, "create bucket "+s.cfg.Bucket, func() error {
+		b := s.client.BucketsAPI()
+		if _, err := b.FindBucketByName(ctx, s.cfg.Bucket); err == nil {
+			return nil
+		}
+		org, err := s.client.OrganizationsAPI().FindOrganizationByName(ctx, s.cfg.Org)
+		if err != nil {
+			return fmt.Errorf("find organisation %q (influx.org): %w", s.cfg.Org, err)
+		}
+		_, err = b.CreateBucketWithName(ctx, org, s.cfg.Bucket)
+		return err
+	})
+}
+
+// createDatabaseV1 runs CREATE DATABASE on InfluxDB 1.x, which is a no-op
+// when the database exists.
+func createDatabaseV1(ctx context.Context, base, token, db string) error {
+	form := url.Values{"q": {fmt.Sprintf("CREATE DATABASE %q", db)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/query", strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if u, p, ok := strings.Cut(token, ":"); ok {
+		req.SetBasicAuth(u, p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return &http2.Error{StatusCode: resp.StatusCode, Message: "CREATE DATABASE failed: " + resp.Status}
+	}
+	return nil
+}
+
+// Write stores lines (newline-terminated line protocol) in requests of at
+// most BatchPoints lines. It returns once every line is written or
+// rejected; the error is non-nil only when ctx ends first.
+func (s *Influx) Write(ctx context.Context, lines []byte) ([]Rejected, error) {
+	s.lines = lineStarts(s.lines[:0], lines)
+	var rejected []Rejected
+	for i := 0; i < len(s.lines); i += s.cfg.BatchPoints {
+		j := min(i+s.cfg.BatchPoints, len(s.lines))
+		chunk := lines[s.lines[i]:end(s.lines, j, len(lines))]
+		rj, err := s.writeChunk(ctx, chunk, j-i)
+		rejected = append(rejected, rj...)
+		if err != nil {
+			return rejected, err
+		}
+	}
+	return rejected, nil
+}
+
+func end(starts []int, j, n int) int {
+	if j < len(starts) {
+		return starts[j]
+	}
+	return n
+}
+
+func lineStarts(dst []int, b []byte) []int {
+	for i := 0; i < len(b); {
+		dst = append(dst, i)
+		k := bytes.IndexByte(b[i:], '\n')
+		if k < 0 {
+			break
+		}
+		i += k + 1
+	}
+	return dst
+}
+
+// writeChunk writes n lines, retrying what can be retried; a chunk the
+// server rejects as bad input is split in halves until the bad lines are
+// isolated, so one bad point does not take its neighbours with it.
+func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejected, error) {
+	var rejectedErr error
+	err := s.retry(ctx, "write to InfluxDB", func() error {
+		t0 := time.Now()
+		err := s.write.WriteRecord(ctx, string(bytes.TrimRight(chunk, "\n")))
+		if err == nil {
+			if s.obs != nil {
+				s.obs.WriteDone(n, time.Since(t0))
+			}
+			return nil
+		}
+		var he *http2.Error
+		if errors.As(err, &he) {
+			switch {
+			case he.StatusCode == http.StatusRequestEntityTooLarge && n > 1:
+				rejectedErr = errSplit
+				return backoff.Permanent(err)
+			case he.StatusCode >= 400 && he.StatusCode < 500 && !retryable4xx(he.StatusCode):
+				rejectedErr = err
+				return backoff.Permanent(err)
+			}
+		}
+		return err
+	})
+	if err == nil {
+		return nil, nil
+	}
+	if rejectedErr == nil {
+		return nil, err // ctx ended
+	}
+	if n == 1 {
+		if rejectedErr == errSplit {
+			rejectedErr = fmt.Errorf("line of %d bytes is too large for the server", len(chunk))
+		}
+		return []Rejected{{Line: bytes.TrimRight(chunk, "\n"), Err: rejectedErr}}, nil
+	}
+	// Bisect. Lines already written by a partial write are written again:
+	// points are idempotent, so that only costs a request.
+	starts := lineStarts(nil, chunk)
+	mid := len(starts) / 2
+	left, err := s.writeChunk(ctx, chunk[:starts[mid]], mid)
+	if err != nil {
+		return left, err
+	}
+	right, err := s.writeChunk(ctx, chunk[starts[mid]:], len(starts)-mid)
+	return append(left, right...), err
+}
+
+var errSplit = errors.New("request too large; splitting")
+
+// retryable4xx are client errors that a fix on the server side (a token, a
+// database, a rate limit) cures without changing the data.
+func retryable4xx(code int) bool {
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// retry runs op with exponential backoff until it succeeds, returns a
+// permanent error, or ctx ends. Failures are logged (first, then every
+// doubling) and reported to the observer.
+func (s *Influx) retry(ctx context.Context, what string, op func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = s.cfg.RetryMaxInterval
+	b.MaxElapsedTime = 0 // never give up: the pipeline waits, it does not drop
+	attempt := 0
+	return backoff.RetryNotify(op, backoff.WithContext(b, ctx), func(err error, next time.Duration) {
+		attempt++
+		if s.obs != nil {
+			s.obs.WriteFailed(err, true)
+		}
+		if attempt&(attempt-1) == 0 { // 1, 2, 4, 8...: loud but not a flood
+			s.log.Warn("retrying", "op", what, "attempt", attempt, "next_in", next.Round(time.Millisecond), "err", err)
+		}
+	})
+}
