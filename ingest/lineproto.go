@@ -15,8 +15,8 @@ import (
 // order, integer/unsigned/float/boolean fields (string fields are skipped).
 // A bad line is reported to the Handler and the next line is decoded.
 type LineProtocol struct {
-	o       Options
-	b       pointBuilder
+	o    Options
+	b    pointBuilder
 	meas []byte
 }
 

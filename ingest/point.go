@@ -36,16 +36,16 @@ type Reason string
 
 // The reasons a decoder or the windowing reports.
 const (
-	ReasonSyntax         Reason = "syntax"           // not valid line protocol / JSON
-	ReasonEmpty          Reason = "empty_message"    // a message with no content
+	ReasonSyntax         Reason = "syntax"        // not valid line protocol / JSON
+	ReasonEmpty          Reason = "empty_message" // a message with no content
 	ReasonTooLarge       Reason = "message_too_large"
 	ReasonNoNumericField Reason = "no_numeric_field" // only string fields (skipped, not dead-lettered)
 	ReasonNonFinite      Reason = "non_finite_value" // NaN or ±Inf
 	ReasonWrongType      Reason = "wrong_type"       // e.g. a JSON tag that is not a string
 	ReasonBadTimestamp   Reason = "bad_timestamp"    // unparsable or out of range
 	ReasonFuture         Reason = "timestamp_in_future"
-	ReasonLate           Reason = "late"         // behind the allowed lateness
-	ReasonSeriesCap      Reason = "series_cap"   // a new series past window.max_series
+	ReasonLate           Reason = "late"          // behind the allowed lateness
+	ReasonSeriesCap      Reason = "series_cap"    // a new series past window.max_series
 	ReasonSinkRejected   Reason = "sink_rejected" // the sink refused a result (4xx)
 )
 

@@ -185,12 +185,12 @@ func (f *Forecaster) LoadState(r *binenc.Reader) error {
 // stepAcc gathers per-window losses into fixed-size training steps, so the
 // reported steps do not depend on how windows were batched.
 type stepAcc struct {
-	step                 uint64
-	windows              int
-	time                 int64
-	fSum, iSum, cSum     float64
-	fN, iN, cN           int
-	hasF, hasI, hasC     bool
+	step             uint64
+	windows          int
+	time             int64
+	fSum, iSum, cSum float64
+	fN, iN, cN       int
+	hasF, hasI, hasC bool
 }
 
 // add records one window's summed losses and counts (a NaN sum marks an

@@ -113,7 +113,7 @@ type Batch struct {
 	Interval []arrow.Duration
 	Seq      []uint64
 	// Values holds Rows×Length values (NaN where not observed).
-	Values []float64
+	Values   []float64
 	observed *array.Boolean
 	obsOff   int
 }

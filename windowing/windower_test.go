@@ -200,7 +200,7 @@ func TestInferInterval(t *testing.T) {
 	s := int64(time.Second)
 	f([]int64{0, 10 * s, 20 * s, 30 * s}, 10*time.Second)
 	f([]int64{0, 10*s + 3e6, 20*s - 2e6, 30*s + 1e6, 40 * s}, 10*time.Second) // jitter rounds away
-	f([]int64{0, 10 * s, 30 * s, 40 * s, 50 * s}, 10*time.Second)              // a gap does not move the median
+	f([]int64{0, 10 * s, 30 * s, 40 * s, 50 * s}, 10*time.Second)             // a gap does not move the median
 	f([]int64{0, 1500e6, 3000e6, 4500e6}, 1500*time.Millisecond)
 	f([]int64{5, 5, 5}, 0)
 }
