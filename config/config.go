@@ -189,8 +189,8 @@ func Default() Config {
 		Model: Model{
 			Kind:       "rls",
 			Name:       "rls",
-			Order:      16,
-			Forgetting: 0.999,
+			Order:      24,
+			Forgetting: 0.9999,
 			Seed:       1,
 		},
 		Influx: Influx{

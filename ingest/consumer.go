@@ -271,6 +271,7 @@ func NewDeadLetterWriter(brokers []string, d *kafka.Dialer, topic string, log *s
 			RequiredAcks:           kafka.RequireAll,
 			BatchTimeout:           5 * time.Millisecond,
 			BatchSize:              1000,
+			BatchBytes:             1_000_000,
 			AllowAutoTopicCreation: true,
 			Transport:              tr,
 		},
@@ -302,7 +303,7 @@ func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
 	}
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := w.w.WriteMessages(ctx, msgs...)
+		err := SummarizeWriteError(w.w.WriteMessages(ctx, msgs...))
 		if err == nil {
 			return nil
 		}
@@ -332,4 +333,75 @@ func IsTemporary(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// SummarizeWriteError shortens kafka-go's per-message write errors to a
+// count and the first error, so one failed batch is one readable line.
+func SummarizeWriteError(err error) error {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	var first error
+	n := 0
+	for _, e := range we {
+		if e != nil {
+			if first == nil {
+				first = e
+			}
+			n++
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	return fmt.Errorf("%d of %d messages failed, first: %w", n, len(we), first)
+}
+
+// ReadDeadLetters reads every record of a dead-letter topic up to its
+// current end (for tests, the demo and operators' tools).
+func ReadDeadLetters(ctx context.Context, brokers []string, d *kafka.Dialer, topic string) ([]DeadLetter, error) {
+	ends, err := EndOffsets(ctx, NewClient(brokers, d), topic)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for part, end := range ends {
+		if end <= 0 {
+			continue
+		}
+		r, err := NewPartitionReader(brokers, d, topic, part, kafka.FirstOffset, 1<<20, 100*time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+		for {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				r.Close()
+				return nil, fmt.Errorf("read %s/%d: %w", topic, part, err)
+			}
+			dl := DeadLetter{Value: m.Value, Time: m.Time, Offset: -1}
+			for _, h := range m.Headers {
+				v := string(h.Value)
+				switch h.Key {
+				case HeaderReason:
+					dl.Reason = Reason(v)
+				case HeaderError:
+					dl.Err = v
+				case HeaderTopic:
+					dl.Topic = v
+				case HeaderPartition:
+					dl.Partition, _ = strconv.Atoi(v)
+				case HeaderOffset:
+					dl.Offset, _ = strconv.ParseInt(v, 10, 64)
+				}
+			}
+			out = append(out, dl)
+			if m.Offset+1 >= end {
+				break
+			}
+		}
+		r.Close()
+	}
+	return out, nil
 }

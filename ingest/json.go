@@ -164,7 +164,7 @@ func (d *JSON) visitTag(k []byte, v *fastjson.Value) {
 		return
 	}
 	if v.Type() != fastjson.TypeString {
-		d.reason, d.err = ReasonWrongType, fmt.Errorf("tag %q is a %s, not a string", k, v.Type())
+		d.reason, d.err = ReasonWrongType, fmt.Errorf("tag %q has JSON type %s, want a string", k, v.Type())
 		return
 	}
 	s, _ := v.StringBytes()
@@ -191,7 +191,7 @@ func (d *JSON) visitField(k []byte, v *fastjson.Value) {
 	case fastjson.TypeString, fastjson.TypeNull:
 		return
 	default:
-		d.reason, d.err = ReasonWrongType, fmt.Errorf("field %q is a %s, not a number", k, v.Type())
+		d.reason, d.err = ReasonWrongType, fmt.Errorf("field %q has JSON type %s, want a number or boolean", k, v.Type())
 		return
 	}
 	d.b.addField(k, f)

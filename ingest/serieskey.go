@@ -10,9 +10,10 @@ import (
 //
 //	cpu,host=a,region=eu#usage_idle
 //
-// The measurement escapes ',' and ' ', tag keys and values escape ',', '='
-// and ' ', and the field escapes '#' (and '\'), each with a backslash. Tags
-// are sorted by key, so the key is canonical: one series, one key.
+// As in line protocol, the measurement escapes ',' and ' ', tag keys and
+// values escape ',', '=' and ' '; all parts also escape '#' and '\', each
+// with a backslash, so the key parses back unambiguously. Tags are sorted by
+// key, so the key is canonical: one series, one key.
 
 // AppendSeriesKey appends the key of p's field f to dst.
 func AppendSeriesKey(dst []byte, p *Point, f int) []byte {
@@ -41,8 +42,8 @@ func AppendSeriesPrefix(dst []byte, p *Point) []byte {
 }
 
 const (
-	measurementEsc = ", \\"
-	tagEsc         = ",= \\"
+	measurementEsc = ", #\\"
+	tagEsc         = ",= #\\"
 	fieldEsc       = "#\\"
 )
 
@@ -74,8 +75,7 @@ func ParseSeriesKey(key string) (SeriesID, error) {
 	var id SeriesID
 	var cur []byte
 	i := 0
-	// measurement: up to an unescaped ',' or '#'
-	cur, i = unescapeUntil(key, i, ",#")
+	cur, i = unescapeUntil(key, i, ",#") // the measurement
 	if len(cur) == 0 {
 		return id, ErrBadSeriesKey
 	}

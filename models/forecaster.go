@@ -80,6 +80,7 @@ func (f *Forecaster) window(b *Batch, i int) {
 	s, ok := f.series.GetString(key)
 	if !ok {
 		s = &arSeries{rls: NewRLS(p+1, f.cfg.Forgetting), trained: math.MinInt64, folded: math.MinInt64}
+		s.rls.W[p-1] = 1 // start from "repeat the last value", the persistence forecast
 		f.series.Put(strings.Clone(key), s)
 	}
 	row := b.Row(i)

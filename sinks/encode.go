@@ -154,7 +154,7 @@ func (e *Encoder) Encode(r *Result) {
 		e.enc.AddTag("model", r.Model)
 		e.enc.AddTag("partition", strconv.Itoa(r.Partition))
 		e.enc.AddTag("topic", r.Topic)
-		e.enc.AddField("step", lineprotocol.UintValue(st.Step))
+		e.enc.AddField("step", lineprotocol.IntValue(int64(st.Step))) // 1.8 has no unsigned fields
 		e.enc.AddField("windows", lineprotocol.IntValue(int64(st.Windows)))
 		e.float("loss_forecast", st.LossForecast)
 		e.float("loss_impute", st.LossImpute)

@@ -86,7 +86,9 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 		s.client.Close()
 		return nil, err
 	}
-	s.v1 = strings.HasPrefix(version, "1.")
+	// Builds from source report version "unknown"; 2.x needs an org, 1.x
+	// does not have one.
+	s.v1 = strings.HasPrefix(version, "1.") || (!strings.HasPrefix(version, "2.") && cfg.Org == "")
 	log.Info("influxdb connected", "url", cfg.URL, "version", version, "bucket", cfg.Bucket)
 	if cfg.CreateBucket {
 		if err := s.ensureBucket(ctx); err != nil {

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/pipeline"
+)
+
+func init() { registry = append(registry, newRunCmd) }
+
+func newRunCmd() *cobra.Command {
+	var cfgPath string
+	var dryRun, untilEnd bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Consume the configured topics, learn, and write to InfluxDB until stopped (SIGINT/SIGTERM drain first)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				fmt.Printf("%s: configuration is valid\n", cfgPath)
+				return nil
+			}
+			log := newLogger(cfg.Log)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			ready := make(chan struct{})
+			stopOps, err := startOps(cfg.HTTP.Listen, reg, ready, log)
+			if err != nil {
+				return err
+			}
+			defer stopOps()
+			return pipeline.RunService(cmd.Context(), cfg, pipeline.ServiceOptions{
+				Log: log, Registry: reg, UntilEnd: untilEnd,
+				Ready: func() { close(ready) },
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&untilEnd, "until-end", false, "stop once every assigned partition reaches the end offset it had when assigned")
+	return cmd
+}
+
+// newLogger builds the process logger from [log].
+func newLogger(c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, o))
+}
+
+// startOps serves /metrics, /healthz and /readyz (ready once ready is
+// closed) on addr; an empty addr serves nothing. The returned func stops it.
+func startOps(addr string, reg *prometheus.Registry, ready <-chan struct{}, log *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-ready:
+			fmt.Fprintln(w, "ready")
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on http.listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("ops server", "err", err)
+		}
+	}()
+	log.Info("serving /metrics /healthz /readyz", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
+}

@@ -1,0 +1,140 @@
+// Package query reads back what tsrep wrote to InfluxDB, with Flux through
+// influxdb-client-go: forecast accuracy per series, embeddings, similar
+// series. The Flux text of each query is exported so the README and users
+// of Grafana or the influx CLI can run the same thing.
+package query
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	"github.com/influxdata/influxdb-client-go/v2/api/query"
+
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/sinks"
+)
+
+// Client runs tsrep's queries against one bucket.
+type Client struct {
+	q      api.QueryAPI
+	bucket string
+	prefix string
+}
+
+// New returns a Client; prefix is influx.measurement_prefix.
+func New(q api.QueryAPI, bucket, prefix string) *Client {
+	return &Client{q: q, bucket: bucket, prefix: prefix}
+}
+
+// SeriesForecast summarises the forecasts of one series.
+type SeriesForecast struct {
+	Series    string // the input series key, measurement,tags#field
+	Forecasts int64  // forecasts written
+	Scored    int64  // forecasts whose actual value arrived
+	// MAE is the prequential mean absolute error of the forecasts, in the
+	// series' units; LastValueMAE that of repeating the last value.
+	MAE          float64
+	LastValueMAE float64
+}
+
+// ForecastSummaryFlux is the Flux of ForecastSummary: the default grouping
+// of from() is one table per series and field, so count() and mean() give
+// per-series figures.
+func ForecastSummaryFlux(bucket, measurement, model string) string {
+	return fmt.Sprintf(`data = from(bucket: %q)
+  |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == %q and r.model == %q)
+data |> filter(fn: (r) => r._field == "predicted") |> count() |> yield(name: "count")
+data |> filter(fn: (r) => r._field == "abs_error" or r._field == "last_value_abs_error") |> mean() |> yield(name: "mean")
+data |> filter(fn: (r) => r._field == "abs_error") |> count() |> yield(name: "scored")`, bucket, measurement, model)
+}
+
+// ForecastSummary returns per-series forecast counts and prequential MAE
+// next to the last-value baseline, sorted by series.
+func (c *Client) ForecastSummary(ctx context.Context, model string) ([]SeriesForecast, error) {
+	res, err := c.q.Query(ctx, ForecastSummaryFlux(c.bucket, c.prefix+sinks.MeasForecast, model))
+	if err != nil {
+		return nil, fmt.Errorf("flux query: %w", err)
+	}
+	defer res.Close()
+	by := map[string]*SeriesForecast{}
+	for res.Next() {
+		r := res.Record()
+		key, err := SeriesKey(r)
+		if err != nil {
+			return nil, err
+		}
+		s := by[key]
+		if s == nil {
+			s = &SeriesForecast{Series: key}
+			by[key] = s
+		}
+		switch r.Result() {
+		case "count":
+			s.Forecasts = toInt(r.Value())
+		case "scored":
+			s.Scored = toInt(r.Value())
+		case "mean":
+			v, _ := r.Value().(float64)
+			if r.Field() == "abs_error" {
+				s.MAE = v
+			} else {
+				s.LastValueMAE = v
+			}
+		}
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("flux query: %w", err)
+	}
+	out := make([]SeriesForecast, 0, len(by))
+	for _, s := range by {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Series < out[j].Series })
+	return out, nil
+}
+
+func toInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case uint64:
+		return int64(x)
+	case float64:
+		return int64(x)
+	}
+	return 0
+}
+
+// columns that are not tags in a Flux record.
+var nonTag = map[string]bool{"result": true, "table": true, "_start": true, "_stop": true, "_time": true,
+	"_value": true, "_field": true, "_measurement": true, "model": true, "measurement": true, "field": true}
+
+// SeriesKey rebuilds the input series key from an output record's tags
+// (undoing the tag_ renaming of colliding input tags).
+func SeriesKey(r *query.FluxRecord) (string, error) {
+	vals := r.Values()
+	meas, _ := vals["measurement"].(string)
+	field, _ := vals["field"].(string)
+	if meas == "" || field == "" {
+		return "", fmt.Errorf("record of %s has no measurement/field tags: not written by tsrep", r.Measurement())
+	}
+	id := ingest.SeriesID{Measurement: meas, Field: field}
+	for k, v := range vals {
+		s, ok := v.(string)
+		if !ok || nonTag[k] || s == "" {
+			continue
+		}
+		switch k {
+		case "tag_measurement", "tag_field", "tag_model":
+			k = strings.TrimPrefix(k, "tag_")
+		}
+		id.Tags = append(id.Tags, ingest.KV{Key: k, Value: s})
+	}
+	slices.SortFunc(id.Tags, func(a, b ingest.KV) int { return strings.Compare(a.Key, b.Key) })
+	return id.String(), nil
+}
