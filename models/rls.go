@@ -21,8 +21,12 @@ type RLS struct {
 	px     []float64
 }
 
-// rlsInitP is the initial diagonal of P: a weak prior (ridge 1/100).
-const rlsInitP = 100
+// rlsInitP is the initial diagonal of P: a ridge of 1/rlsInitP = 100 on
+// normalised inputs around the initial weights. With the Forecaster's
+// persistence start this keeps early forecasts near the last value until
+// a few hundred points outweigh the prior (a weak prior overfits the first
+// points badly); forgetting fades the prior like any other data.
+const rlsInitP = 0.01
 
 // NewRLS returns an RLS over d inputs.
 func NewRLS(d int, lambda float64) *RLS {

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReferenceFile keeps config.toml honest: it parses, and every value in
+// it is the default, so the file documents the defaults.
+func TestReferenceFile(t *testing.T) {
+	got, err := Load("../config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	if err := want.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("config.toml differs from Default():\nfile    %+v\ndefault %+v", got, want)
+	}
+	// Every key of the file is commented.
+	b, _ := os.ReadFile("../config.toml")
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, " = ") && !strings.HasPrefix(l, "#") {
+			if i == 0 || !strings.HasPrefix(lines[i-1], "#") && !strings.Contains(lines[i-1], " = ") {
+				t.Errorf("config.toml line %d %q has no comment above it", i+1, l)
+			}
+		}
+	}
+}
+
+func TestValidateNamesTheKey(t *testing.T) {
+	f := func(toml, wantKey string) {
+		t.Helper()
+		_, err := Parse([]byte(toml), "test.toml")
+		if err == nil || !strings.Contains(err.Error(), wantKey) {
+			t.Errorf("%q: error %v does not name %s", toml, err, wantKey)
+		}
+	}
+	f("[window]\nstride = 100", "window.stride")
+	f("[window]\nlength = 2", "window.length")
+	f("[window]\ninterval = \"soon\"", "window.interval")
+	f("[window]\nseries_policy = \"random\"", "window.series_policy")
+	f("[kafka]\nstart = \"yesterday\"", "kafka.start")
+	f("[kafka]\nformat = \"xml\"", "kafka.format")
+	f("[kafka]\nbrokers = []", "kafka.brokers")
+	f("[model]\norder = 64", "model.order")
+	f("[influx]\nurl = \"localhost:8086\"", "influx.url")
+	f("[log]\nlevel = \"loud\"", "log.level")
+	f("[kafka]\nbrokerz = [\"x\"]", "kafka.brokerz")
+	f("[window]\nlength = \"long\"", "length")
+}
+
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte(`[window]
+interval = "10s"
+lateness = "30s"
+[kafka]
+start = "2024-01-02T15:04:05Z"`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Window.Interval.Duration != 10*time.Second || c.Window.Lateness.Duration != 30*time.Second {
+		t.Fatalf("durations: %+v", c.Window)
+	}
+	k, ts, _ := ParseStart(c.Kafka.Start)
+	if k != StartTime || !ts.Equal(time.Date(2024, 1, 2, 15, 4, 5, 0, time.UTC)) {
+		t.Fatalf("start %v %v", k, ts)
+	}
+}

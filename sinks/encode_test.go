@@ -1,0 +1,90 @@
+package sinks
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/windowing"
+)
+
+func batchOf(t *testing.T, keys []string, n int) (arrow.RecordBatch, models.Batch) {
+	t.Helper()
+	var rec arrow.RecordBatch
+	w := windowing.New(windowing.Config{Interval: time.Second, Length: 4, Stride: 4, MinObserved: 0.25, BatchSize: 100, MaxSeries: 10},
+		memory.NewGoAllocator(), func(r arrow.RecordBatch) { rec = r })
+	for i := 0; i < n; i++ {
+		for _, k := range keys {
+			if i == 1 {
+				continue // a gap
+			}
+			w.Add([]byte(k), int64(i)*int64(time.Second), float64(i))
+		}
+	}
+	w.Flush()
+	b, err := models.View(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, b
+}
+
+// TestEncodeSchema pins the line protocol of every output measurement.
+func TestEncodeSchema(t *testing.T) {
+	rec, b := batchOf(t, []string{`cpu,host=a,model=x#usage`}, 4)
+	defer rec.Release()
+	out := &models.Output{
+		Rows: 1, Forecast: []float64{3.5},
+		Dim: 2, Embedding: []float64{0.25, -1}, EmitEmbedding: []bool{true},
+		Length: 4, Imputed: []float64{math.NaN(), 1.5, math.NaN(), math.NaN()},
+		Train: []models.TrainStep{{Step: 7, Time: 3e9, Windows: 64, LossForecast: 0.5, LossImpute: math.NaN(), LossContrast: 2}},
+	}
+	e := NewEncoder("tsrep_", 10)
+	e.Encode(&Result{Topic: "metrics", Partition: 3, Model: "ssl", Batch: &b, Out: out,
+		Resolved: []models.Resolved{{Row: 0, Time: 2e9, Predicted: 2.5, Baseline: 0, Actual: 2}}})
+	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x predicted=3.5,last_value=3 4000000000
+tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x e0=0.25,e1=-1 3000000000
+tsrep_imputed,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x value=1.5 1000000000
+tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x actual=2,abs_error=0.5,last_value_abs_error=2 2000000000
+tsrep_train,model=ssl,partition=3,topic=metrics step=7i,windows=64i,loss_forecast=0.5,loss_contrast=2 3000000000
+`
+	if got := string(e.Bytes()); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if e.Lines() != 5 || len(e.Errors()) != 0 {
+		t.Fatalf("lines %d errors %v", e.Lines(), e.Errors())
+	}
+}
+
+// TestEncodeReportsBadResults: a result that cannot be line protocol is
+// reported, and the rest is still encoded.
+func TestEncodeReportsBadResults(t *testing.T) {
+	rec, b := batchOf(t, []string{"m,t=\xff#v", "m,t=ok#v"}, 4)
+	defer rec.Release()
+	out := &models.Output{Rows: 2, Forecast: []float64{1, 2}}
+	e := NewEncoder("tsrep_", 10)
+	e.Encode(&Result{Model: "m", Batch: &b, Out: out})
+	if len(e.Errors()) != 1 || e.Lines() != 1 || !strings.Contains(string(e.Bytes()), "t=ok") {
+		t.Fatalf("errors %v lines %d: %s", e.Errors(), e.Lines(), e.Bytes())
+	}
+}
+
+func TestOutputTags(t *testing.T) {
+	id, err := ingest.ParseSeriesKey(`disk,path=/,field=x#free`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, kv := range OutputTags(id, "m1") {
+		got = append(got, kv.Key+"="+kv.Value)
+	}
+	if s := strings.Join(got, ","); s != "field=free,measurement=disk,model=m1,path=/,tag_field=x" {
+		t.Fatal(s)
+	}
+}

@@ -1,0 +1,96 @@
+package sinks_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+
+	"github.com/tsrep/tsrep/internal/testenv"
+	"github.com/tsrep/tsrep/sinks"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func newInflux(t *testing.T, batch int) (*sinks.Influx, testenv.Influx) {
+	t.Helper()
+	in := testenv.StartInflux(t)
+	s, err := sinks.NewInflux(testenv.Context(t, time.Minute), sinks.InfluxConfig{
+		URL: in.URL, Bucket: in.Database, CreateBucket: true, BatchPoints: batch, Gzip: true,
+		Timeout: 10 * time.Second, RetryMaxInterval: time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, in
+}
+
+func count(ctx context.Context, t *testing.T, url, db string) map[int64]float64 {
+	t.Helper()
+	c := influxdb2.NewClient(url, "")
+	defer c.Close()
+	res, err := c.QueryAPI("").Query(ctx, `from(bucket: "`+db+`") |> range(start: 0) |> filter(fn: (r) => r._measurement == "m")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	out := map[int64]float64{}
+	for res.Next() {
+		if v, ok := res.Record().Value().(float64); ok {
+			out[res.Record().Time().UnixNano()] = v
+		}
+	}
+	return out
+}
+
+// TestInfluxIsolatesRejectedLines: a line InfluxDB refuses (a field type
+// conflict) is split out of its batch and reported; its neighbours land.
+func TestInfluxIsolatesRejectedLines(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, in := newInflux(t, 3)
+	if rj, err := s.Write(ctx, []byte("m v=1 1\nm v=2 2\n")); err != nil || len(rj) != 0 {
+		t.Fatalf("rejected %v, err %v", rj, err)
+	}
+	rj, err := s.Write(ctx, []byte("m v=3 3\nm v=\"text\" 4\nm v=5 5\nm v=6 6\nm v=7i 7\nm v=8 8\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, r := range rj {
+		lines = append(lines, string(r.Line))
+		if r.Err == nil {
+			t.Fatal("rejection without a reason")
+		}
+	}
+	if len(lines) != 2 || lines[0] != `m v="text" 4` || lines[1] != "m v=7i 7" {
+		t.Fatalf("rejected %q", lines)
+	}
+	got := count(ctx, t, in.URL, in.Database)
+	for _, ts := range []int64{1, 2, 3, 5, 6, 8} {
+		if got[ts] != float64(ts) {
+			t.Errorf("point at %d: %v", ts, got[ts])
+		}
+	}
+	if len(got) != 6 {
+		t.Errorf("%d points, want 6: %v", len(got), got)
+	}
+}
+
+// TestInfluxWriteIsIdempotent: writing the same lines twice leaves the same
+// points.
+func TestInfluxWriteIsIdempotent(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, in := newInflux(t, 1000)
+	for i := 0; i < 2; i++ {
+		if _, err := s.Write(ctx, []byte("m,k=a v=1 10\nm,k=a v=2 20\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := count(ctx, t, in.URL, in.Database); len(got) != 2 {
+		t.Fatalf("%d points after writing 2 twice", len(got))
+	}
+}
