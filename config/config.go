@@ -92,6 +92,10 @@ type Window struct {
 	// "evict_lru" drops the state of the least recently updated series,
 	// "drop_new" drops the new series' points (counted).
 	SeriesPolicy string `toml:"series_policy"`
+	// Multichannel windows all fields of one measurement + tag set together
+	// (adjacent rows of a batch), so learners can use cross-channel
+	// information; max_series then counts groups.
+	Multichannel bool `toml:"multichannel"`
 	// LatePolicy says what happens to a point later than Lateness:
 	// "drop" (counted) or "dead_letter" (counted and sent to the dead-letter topic).
 	LatePolicy string `toml:"late_policy"`

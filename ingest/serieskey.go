@@ -28,6 +28,13 @@ func AppendSeriesKey(dst []byte, p *Point, f int) []byte {
 	return appendEscaped(dst, p.Fields[f].Key, fieldEsc)
 }
 
+// AppendFieldKey appends the '#' and escaped field that turn a group key
+// (AppendSeriesPrefix) into a series key.
+func AppendFieldKey(dst, field []byte) []byte {
+	dst = append(dst, '#')
+	return appendEscaped(dst, field, fieldEsc)
+}
+
 // AppendSeriesPrefix appends the measurement + tag set part of p's keys
 // (everything before the '#'): the key of the group of p's fields.
 func AppendSeriesPrefix(dst []byte, p *Point) []byte {

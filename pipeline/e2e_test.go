@@ -71,11 +71,18 @@ var malformed = []struct {
 // in to a broker over TCP, runs the pipeline into the real influxd until it
 // is caught up, and checks what landed through Flux.
 func TestEndToEndETTh1(t *testing.T) {
+	for _, multi := range []bool{false, true} {
+		t.Run(fmt.Sprintf("multichannel=%v", multi), func(t *testing.T) { endToEnd(t, multi) })
+	}
+}
+
+func endToEnd(t *testing.T, multichannel bool) {
 	ctx := testenv.Context(t, 5*time.Minute)
 	b := testenv.StartBroker(t, broker.Options{Partitions: 4})
 	in := testenv.StartInflux(t)
 	topic := "ett-e2e"
 	cfg := testConfig(t, b.Addr(), topic, in)
+	cfg.Window.Multichannel = multichannel
 
 	fr, err := dataset.ReadCSV(testenv.DataFile(t, "ETT/ETTh1.csv"), dataset.CSVOptions{})
 	if err != nil {

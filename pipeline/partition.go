@@ -48,6 +48,8 @@ type partition struct {
 	dec       ingest.Decoder
 	win       *windowing.Windower
 	key       []byte
+	names     [][]byte
+	vals      []float64
 	msg       *kafka.Message
 	dls       []ingest.DeadLetter
 	next      int64 // offset after the last message folded into win
@@ -94,14 +96,15 @@ func (p *Pipeline) newPartition(topic string, part int) (*partition, error) {
 		lag:     p.m.Lag.WithLabelValues(topic, strconv.Itoa(part)),
 	}
 	pt.win = windowing.New(windowing.Config{
-		Interval:    cfg.Window.Interval.Duration,
-		Length:      cfg.Window.Length,
-		Stride:      cfg.Window.Stride,
-		Lateness:    cfg.Window.Lateness.Duration,
-		MinObserved: cfg.Window.MinObserved,
-		BatchSize:   cfg.Window.BatchSize,
-		MaxSeries:   cfg.Window.MaxSeries,
-		DropNew:     cfg.Window.SeriesPolicy == "drop_new",
+		Interval:     cfg.Window.Interval.Duration,
+		Length:       cfg.Window.Length,
+		Stride:       cfg.Window.Stride,
+		Lateness:     cfg.Window.Lateness.Duration,
+		MinObserved:  cfg.Window.MinObserved,
+		BatchSize:    cfg.Window.BatchSize,
+		MaxSeries:    cfg.Window.MaxSeries,
+		DropNew:      cfg.Window.SeriesPolicy == "drop_new",
+		Multichannel: cfg.Window.Multichannel,
 	}, memory.DefaultAllocator, pt.emit)
 	return pt, nil
 }
@@ -253,16 +256,29 @@ func (pt *partition) handle(m *kafka.Message) {
 
 // Point implements ingest.Handler.
 func (pt *partition) Point(p *ingest.Point) {
+	pt.points += len(p.Fields)
+	if pt.p.cfg.Window.Multichannel {
+		pt.key = ingest.AppendSeriesPrefix(pt.key[:0], p)
+		pt.names, pt.vals = pt.names[:0], pt.vals[:0]
+		for _, f := range p.Fields {
+			pt.names = append(pt.names, f.Key)
+			pt.vals = append(pt.vals, f.Value)
+		}
+		if pt.win.AddPoint(pt.key, p.Time, pt.names, pt.vals) == windowing.Late && pt.p.cfg.Window.LatePolicy == "dead_letter" {
+			pt.deadLetter(pt.latePoint(p, -1), ingest.ReasonLate, "point is older than window.lateness behind its series' newest point")
+		}
+		return
+	}
 	for f := range p.Fields {
 		pt.key = ingest.AppendSeriesKey(pt.key[:0], p, f)
-		pt.points++
 		if pt.win.Add(pt.key, p.Time, p.Fields[f].Value) == windowing.Late && pt.p.cfg.Window.LatePolicy == "dead_letter" {
 			pt.deadLetter(pt.latePoint(p, f), ingest.ReasonLate, "point is older than window.lateness behind its series' newest point")
 		}
 	}
 }
 
-// latePoint writes one field of p as line protocol for a dead letter.
+// latePoint writes field f of p (all fields if f < 0) as line protocol
+// for a dead letter.
 func (pt *partition) latePoint(p *ingest.Point, f int) []byte {
 	e := &pt.lateEnc
 	e.Reset()
@@ -270,8 +286,13 @@ func (pt *partition) latePoint(p *ingest.Point, f int) []byte {
 	for _, t := range p.Tags {
 		e.AddTagRaw(t.Key, t.Value)
 	}
-	if v, ok := lineprotocol.FloatValue(p.Fields[f].Value); ok {
-		e.AddFieldRaw(p.Fields[f].Key, v)
+	for i, fl := range p.Fields {
+		if f >= 0 && i != f {
+			continue
+		}
+		if v, ok := lineprotocol.FloatValue(fl.Value); ok {
+			e.AddFieldRaw(fl.Key, v)
+		}
 	}
 	e.EndLine(time.Unix(0, p.Time))
 	return bytes.TrimSpace(e.Bytes())

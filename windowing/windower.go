@@ -14,13 +14,16 @@
 package windowing
 
 import (
+	"cmp"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/lru"
 )
 
@@ -41,7 +44,17 @@ type Config struct {
 	// MaxSeries (its points are counted and dropped); otherwise the least
 	// recently updated series is evicted to make room.
 	DropNew bool
+	// Multichannel windows all fields of a measurement + tag set together
+	// (use AddPoint): they share one event-time buffer, a field missing
+	// from a point is a gap in its channel, and a window is emitted as one
+	// row per channel, adjacent and never split across batches. MaxSeries
+	// then counts groups.
+	Multichannel bool
 }
+
+// MaxChannels caps the fields of one group in multichannel mode; points of
+// further fields are counted as rejected.
+const MaxChannels = 64
 
 // InferPoints is how many points of a series are buffered to infer its
 // interval when Config.Interval is 0.
@@ -64,7 +77,7 @@ type Stats struct {
 	Points       uint64 // points given to Add
 	Late         uint64
 	Duplicates   uint64
-	Rejected     uint64 // points of series refused past the cap
+	Rejected     uint64 // points of series (or channels) refused past the caps
 	NewSeries    uint64
 	Evicted      uint64 // series evicted past the cap
 	Windows      uint64 // windows emitted
@@ -120,8 +133,8 @@ func (w *Windower) Flush() {
 // Close releases the builders. Pending windows are dropped; Flush first.
 func (w *Windower) Close() { w.bb.release() }
 
-// series is one series' buffer. Slot s holds the point nearest s*interval;
-// the ring keeps slots head-cap+1 .. head.
+// series is one series' buffer (in multichannel mode, one group's). Slot s
+// holds the point nearest s*interval; the rings keep slots head-n+1 .. head.
 type series struct {
 	key      string
 	interval int64
@@ -131,92 +144,177 @@ type series struct {
 	done     int64 // end slot of the last window emitted or skipped
 	seq      uint64
 	started  bool
-	vals     []float64
-	obs      []bool
+	chans    []channel // sorted by name; one unnamed channel outside multichannel mode
 	// pending holds the first points while the interval is inferred.
 	pendT []int64
+	pendC []int
 	pendV []float64
 }
 
-// Add places one point of the series key. t is in Unix nanoseconds.
-func (w *Windower) Add(key []byte, t int64, v float64) Outcome {
-	w.stats.Points++
-	s, ok := w.series.Get(key)
-	if !ok {
-		if w.series.Full() && w.cfg.DropNew {
-			w.stats.Rejected++
-			return Rejected
-		}
-		s = &series{key: string(key)}
-		if w.cfg.Interval > 0 {
-			w.start(s, int64(w.cfg.Interval))
-		}
-		if _, _, evicted := w.series.Put(s.key, s); evicted {
-			w.stats.Evicted++
-		}
-		w.stats.NewSeries++
-	}
-	if s.interval == 0 {
-		return w.infer(s, t, v)
-	}
-	return w.place(s, t, v)
+// channel is one field's ring.
+type channel struct {
+	name string // field name (multichannel mode)
+	key  string // series key of the rows emitted for it
+	vals []float64
+	obs  []bool
 }
 
-// start fixes the series' interval and allocates its ring.
+// Add places one point of the series key (single-channel mode). t is in
+// Unix nanoseconds.
+func (w *Windower) Add(key []byte, t int64, v float64) Outcome {
+	w.stats.Points++
+	s, out := w.lookup(key)
+	if s == nil {
+		return out
+	}
+	if len(s.chans) == 0 {
+		w.addChannel(s, "", string(key))
+	}
+	out = w.addValue(s, t, 0, v)
+	w.emitDue(s)
+	return out
+}
+
+// AddPoint places the fields of one point of the group key (measurement +
+// tag set, as ingest.AppendSeriesPrefix writes it) in multichannel mode.
+// names and values are the fields; they share the timestamp t.
+func (w *Windower) AddPoint(group []byte, t int64, names [][]byte, values []float64) Outcome {
+	w.stats.Points += uint64(len(values))
+	s, out := w.lookup(group)
+	if s == nil {
+		return out
+	}
+	worst := Placed
+	for i, name := range names {
+		c := w.channelOf(s, name)
+		if c < 0 {
+			w.stats.Rejected++
+			worst = max(worst, Rejected)
+			continue
+		}
+		if o := w.addValue(s, t, c, values[i]); o > worst {
+			worst = o
+		}
+	}
+	// Only now may the window ending at t go out: with all its fields.
+	w.emitDue(s)
+	return worst
+}
+
+// lookup finds or creates the series; nil with Rejected past the cap.
+func (w *Windower) lookup(key []byte) (*series, Outcome) {
+	s, ok := w.series.Get(key)
+	if ok {
+		return s, Placed
+	}
+	if w.series.Full() && w.cfg.DropNew {
+		w.stats.Rejected++
+		return nil, Rejected
+	}
+	s = &series{key: string(key)}
+	if w.cfg.Interval > 0 {
+		w.start(s, int64(w.cfg.Interval))
+	}
+	if _, _, evicted := w.series.Put(s.key, s); evicted {
+		w.stats.Evicted++
+	}
+	w.stats.NewSeries++
+	return s, Placed
+}
+
+// channelOf returns the index of field name in s, adding a channel (all
+// gaps so far) if it is new; -1 past MaxChannels.
+func (w *Windower) channelOf(s *series, name []byte) int {
+	i, found := slices.BinarySearchFunc(s.chans, name, func(c channel, n []byte) int { return strings.Compare(c.name, string(n)) })
+	if found {
+		return i
+	}
+	if len(s.chans) >= MaxChannels {
+		return -1
+	}
+	key := string(ingest.AppendFieldKey([]byte(s.key), name))
+	w.addChannel(s, string(name), key)
+	// addChannel appended; move it into sorted position, and renumber the
+	// channels of points still pending inference.
+	c := s.chans[len(s.chans)-1]
+	copy(s.chans[i+1:], s.chans[i:len(s.chans)-1])
+	s.chans[i] = c
+	for j, pc := range s.pendC {
+		if pc >= i {
+			s.pendC[j] = pc + 1
+		}
+	}
+	return i
+}
+
+func (w *Windower) addChannel(s *series, name, key string) {
+	c := channel{name: name, key: key}
+	if s.interval > 0 {
+		c.vals, c.obs = w.ring(s)
+	}
+	s.chans = append(s.chans, c)
+}
+
+// ring returns an empty ring for s's interval.
+func (w *Windower) ring(s *series) ([]float64, []bool) {
+	n := w.cfg.Length + int(s.lateness)
+	vals := make([]float64, n)
+	for i := range vals {
+		vals[i] = math.NaN()
+	}
+	return vals, make([]bool, n)
+}
+
+func (w *Windower) addValue(s *series, t int64, c int, v float64) Outcome {
+	if s.interval == 0 {
+		return w.infer(s, t, c, v)
+	}
+	return w.place(s, t, c, v)
+}
+
+// start fixes the series' interval and allocates its rings.
 func (w *Windower) start(s *series, interval int64) {
 	s.interval = interval
 	s.lateness = (int64(w.cfg.Lateness) + interval - 1) / interval
-	n := w.cfg.Length + int(s.lateness)
-	s.vals = make([]float64, n)
-	s.obs = make([]bool, n)
-	for i := range s.vals {
-		s.vals[i] = math.NaN()
+	for i := range s.chans {
+		s.chans[i].vals, s.chans[i].obs = w.ring(s)
 	}
 }
 
-func (w *Windower) infer(s *series, t int64, v float64) Outcome {
+func (w *Windower) infer(s *series, t int64, c int, v float64) Outcome {
 	s.pendT = append(s.pendT, t)
+	s.pendC = append(s.pendC, c)
 	s.pendV = append(s.pendV, v)
-	need := InferPoints
-	if need > w.cfg.Length {
-		need = w.cfg.Length
-	}
-	if len(s.pendT) < need {
+	need := min(InferPoints, w.cfg.Length)
+	if distinct(s.pendT) < need {
+		if len(s.pendT) > need*MaxChannels { // one timestamp over and over
+			n := len(s.pendT) - need*MaxChannels
+			s.pendT, s.pendC, s.pendV = s.pendT[n:], s.pendC[n:], s.pendV[n:]
+		}
 		return Buffered
 	}
-	ivl := inferInterval(s.pendT)
-	if ivl <= 0 {
-		// All timestamps equal so far: keep the newest point only.
-		s.pendT[0], s.pendV[0] = s.pendT[len(s.pendT)-1], s.pendV[len(s.pendV)-1]
-		s.pendT, s.pendV = s.pendT[:1], s.pendV[:1]
-		return Buffered
-	}
-	w.start(s, ivl)
+	w.start(s, inferInterval(s.pendT))
 	// Replay the buffered points in time order (stable, so for equal
 	// times the later arrival wins, as it would have).
 	idx := make([]int, len(s.pendT))
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		switch {
-		case s.pendT[a] < s.pendT[b]:
-			return -1
-		case s.pendT[a] > s.pendT[b]:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(s.pendT[a], s.pendT[b]) })
 	last := Placed
 	for _, i := range idx {
-		if o := w.place(s, s.pendT[i], s.pendV[i]); o == Late {
-			w.stats.Late++ // cannot happen in time order; counted if it does
-		} else if i == len(idx)-1 {
+		if o := w.place(s, s.pendT[i], s.pendC[i], s.pendV[i]); i == len(idx)-1 {
 			last = o
 		}
 	}
-	s.pendT, s.pendV = nil, nil
+	s.pendT, s.pendC, s.pendV = nil, nil, nil
 	return last
+}
+
+func distinct(ts []int64) int {
+	u := slices.Clone(ts)
+	slices.Sort(u)
+	return len(slices.Compact(u))
 }
 
 // inferInterval returns the median spacing of the distinct sorted times,
@@ -257,16 +355,17 @@ func slotOf(t, ivl int64) int64 {
 	return q
 }
 
-func (w *Windower) place(s *series, t int64, v float64) Outcome {
+func (w *Windower) place(s *series, t int64, c int, v float64) Outcome {
 	slot := slotOf(t, s.interval)
-	n := int64(len(s.vals))
+	n := int64(w.cfg.Length) + s.lateness
+	ch := &s.chans[c]
 	if !s.started {
 		s.started = true
 		s.head = slot
 		s.nextEnd = slot + int64(w.cfg.Length) - 1
 		s.done = math.MinInt64
 		i := mod(slot, n)
-		s.vals[i], s.obs[i] = v, true
+		ch.vals[i], ch.obs[i] = v, true
 		return Placed
 	}
 	if slot <= s.head {
@@ -276,11 +375,11 @@ func (w *Windower) place(s *series, t int64, v float64) Outcome {
 		}
 		i := mod(slot, n)
 		out := Placed
-		if s.obs[i] {
+		if ch.obs[i] {
 			w.stats.Duplicates++
 			out = Duplicate
 		}
-		s.vals[i], s.obs[i] = v, true
+		ch.vals[i], ch.obs[i] = v, true
 		return out
 	}
 	// A gap longer than the ring: step through one ring's worth of slots,
@@ -294,31 +393,36 @@ func (w *Windower) place(s *series, t int64, v float64) Outcome {
 			s.done = s.nextEnd - int64(w.cfg.Stride)
 			s.seq += uint64(k)
 		}
-		s.head = slot - 1 // the ring is all gaps now
+		s.head = slot - 1 // the rings are all gaps now
 	}
 	w.advance(s, slot-1)
+	w.emitDue(s) // windows ending before slot are complete, and slot's index is about to be reused
 	s.head = slot
 	i := mod(slot, n)
-	s.vals[i], s.obs[i] = v, true
-	w.emitDue(s)
-	return Placed
+	for k := range s.chans {
+		s.chans[k].vals[i], s.chans[k].obs[i] = math.NaN(), false
+	}
+	ch.vals[i], ch.obs[i] = v, true
+	return Placed // the caller emits what is due once the timestamp is complete
 }
 
 // advance moves the head to slot one slot at a time, clearing each new slot
 // and emitting the windows the watermark passes.
 func (w *Windower) advance(s *series, slot int64) {
-	n := int64(len(s.vals))
+	n := int64(w.cfg.Length) + s.lateness
 	for s.head < slot {
 		s.head++
 		i := mod(s.head, n)
-		s.vals[i], s.obs[i] = math.NaN(), false
+		for k := range s.chans {
+			s.chans[k].vals[i], s.chans[k].obs[i] = math.NaN(), false
+		}
 		w.emitDue(s)
 	}
 }
 
 // emitDue emits the windows whose end the watermark has passed.
 func (w *Windower) emitDue(s *series) {
-	for s.nextEnd <= s.head-s.lateness {
+	for s.started && s.nextEnd <= s.head-s.lateness {
 		w.emitWindow(s, s.nextEnd)
 		s.done = s.nextEnd
 		s.nextEnd += int64(w.cfg.Stride)
@@ -326,25 +430,38 @@ func (w *Windower) emitDue(s *series) {
 	}
 }
 
+// emitWindow appends the window ending at slot end, one row per channel,
+// if some channel holds enough points; the batch is only closed after the
+// whole group.
 func (w *Windower) emitWindow(s *series, end int64) {
-	n := int64(len(s.vals))
+	n := int64(w.cfg.Length) + s.lateness
 	L := int64(w.cfg.Length)
 	a := mod(end-L+1, n)
 	b := a + L // exclusive, may wrap
-	var v1, v2 []float64
-	var o1, o2 []bool
-	if b <= n {
-		v1, o1 = s.vals[a:b], s.obs[a:b]
-	} else {
-		v1, o1 = s.vals[a:], s.obs[a:]
-		v2, o2 = s.vals[:b-n], s.obs[:b-n]
+	seg := func(c *channel) (v1, v2 []float64, o1, o2 []bool) {
+		if b <= n {
+			return c.vals[a:b], nil, c.obs[a:b], nil
+		}
+		return c.vals[a:], c.vals[:b-n], c.obs[a:], c.obs[:b-n]
 	}
-	if countTrue(o1)+countTrue(o2) < w.minObs {
+	dense := false
+	for k := range s.chans {
+		_, _, o1, o2 := seg(&s.chans[k])
+		if countTrue(o1)+countTrue(o2) >= w.minObs {
+			dense = true
+			break
+		}
+	}
+	if !dense {
 		w.stats.SparseWindow++
 		return
 	}
-	w.bb.appendWindow(s.key, end*s.interval, s.interval, s.seq, v1, v2, o1, o2)
-	w.stats.Windows++
+	for k := range s.chans {
+		c := &s.chans[k]
+		v1, v2, o1, o2 := seg(c)
+		w.bb.appendWindow(c.key, end*s.interval, s.interval, s.seq, v1, v2, o1, o2)
+		w.stats.Windows++
+	}
 	if w.bb.n >= w.cfg.BatchSize {
 		w.emit(w.bb.build())
 	}

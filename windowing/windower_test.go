@@ -307,3 +307,113 @@ func TestStateRejectsOtherConfig(t *testing.T) {
 		}
 	}
 }
+
+// gp is a multichannel point: fields by name.
+type gp struct {
+	t      int64
+	fields map[string]float64
+}
+
+func runGroup(t *testing.T, cfg Config, group string, pts []gp) *collector {
+	t.Helper()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	c := &collector{}
+	cfg.Multichannel = true
+	w := New(cfg, mem, c.emit)
+	for _, p := range pts {
+		var names [][]byte
+		var vals []float64
+		for _, k := range []string{"b", "a", "c"} { // not sorted, on purpose
+			if v, ok := p.fields[k]; ok {
+				names = append(names, []byte(k))
+				vals = append(vals, v)
+			}
+		}
+		w.AddPoint([]byte(group), p.t*int64(time.Second), names, vals)
+	}
+	w.Flush()
+	w.Close()
+	return c
+}
+
+func TestMultichannel(t *testing.T) {
+	cfg := base()
+	cfg.BatchSize = 3 // smaller than a group of windows: groups must not split
+	pts := []gp{
+		{10, map[string]float64{"a": 1, "b": 10}},
+		{11, map[string]float64{"a": 2}}, // b missing: a gap in b only
+		{12, map[string]float64{"a": 3, "b": 30}},
+		{13, map[string]float64{"a": 4, "b": 40, "c": 400}}, // c appears
+		{14, map[string]float64{"a": 5, "b": 50, "c": 500}},
+		{15, map[string]float64{"a": 6, "b": 60, "c": 600}},
+	}
+	c := runGroup(t, cfg, "m,h=x", pts)
+	var got []string
+	for _, w := range c.wins {
+		got = append(got, w.String())
+	}
+	want := []string{
+		"m,h=x#a@13#0[1 2 3 4]",
+		"m,h=x#b@13#0[10 _ 30 40]",
+		"m,h=x#c@13#0[_ _ _ 400]",
+		"m,h=x#a@15#1[3 4 5 6]",
+		"m,h=x#b@15#1[30 40 50 60]",
+		"m,h=x#c@15#1[_ 400 500 600]",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if fmt.Sprint(c.sizes) != "[3 3]" {
+		t.Fatalf("batch sizes %v: a group was split", c.sizes)
+	}
+}
+
+func TestMultichannelStateRoundTrip(t *testing.T) {
+	cfg := base()
+	cfg.Interval = 0
+	cfg.Length = 8
+	cfg.Multichannel = true
+	var pts []gp
+	for i := int64(0); i < 40; i++ {
+		f := map[string]float64{"a": float64(i)}
+		if i%3 != 0 {
+			f["b"] = float64(-i)
+		}
+		if i > 12 {
+			f["c"] = float64(i * i)
+		}
+		pts = append(pts, gp{i * 10, f})
+	}
+	want := runGroup(t, cfg, "g", pts)
+	for _, cut := range []int{0, 3, 9, 20, 40} {
+		c := &collector{}
+		w := New(cfg, nil, c.emit)
+		feed := func(w *Windower, ps []gp) {
+			for _, p := range ps {
+				var names [][]byte
+				var vals []float64
+				for _, k := range []string{"b", "a", "c"} {
+					if v, ok := p.fields[k]; ok {
+						names = append(names, []byte(k))
+						vals = append(vals, v)
+					}
+				}
+				w.AddPoint([]byte("g"), p.t*int64(time.Second), names, vals)
+			}
+		}
+		feed(w, pts[:cut])
+		w.Flush()
+		var e binenc.Writer
+		w.AppendState(&e)
+		w2 := New(cfg, nil, c.emit)
+		if err := w2.LoadState(binenc.NewReader(e.B)); err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		feed(w2, pts[cut:])
+		w2.Flush()
+		if fmt.Sprint(c.wins) != fmt.Sprint(want.wins) {
+			t.Fatalf("cut %d:\ngot  %v\nwant %v", cut, c.wins, want.wins)
+		}
+	}
+}
