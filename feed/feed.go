@@ -119,11 +119,22 @@ func (k *keyer) Point(p *ingest.Point) {
 
 func (k *keyer) Bad([]byte, ingest.Reason, error) {}
 
-// ReadFile reads a CSV (.csv) or line-protocol (anything else) file into
-// messages. For CSV, measurement names the points and o the time column.
+// ReadFile reads a data file into messages, by extension: .csv, Arrow IPC
+// (.arrow, .ipc, .feather), Parquet (.parquet), anything else line
+// protocol. For tables (a time column and numeric columns), measurement and
+// tags name the points and o finds the time column.
 func ReadFile(path, measurement string, tags map[string]string, o dataset.CSVOptions, precision int64) ([]Message, error) {
-	if strings.EqualFold(strings.TrimPrefix(extOf(path), "."), "csv") {
-		fr, err := dataset.ReadCSV(path, o)
+	var read func(string, dataset.CSVOptions) (*dataset.Frame, error)
+	switch strings.ToLower(strings.TrimPrefix(extOf(path), ".")) {
+	case "csv":
+		read = dataset.ReadCSV
+	case "arrow", "ipc", "feather", "arrows":
+		read = dataset.ReadArrow
+	case "parquet", "pq":
+		read = dataset.ReadParquet
+	}
+	if read != nil {
+		fr, err := read(path, o)
 		if err != nil {
 			return nil, err
 		}
@@ -215,4 +226,20 @@ func EnsureTopic(ctx context.Context, brokers []string, d *kafka.Dialer, topic s
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	return nil
+}
+
+// Between returns the messages with a time in [from, to); zero bounds are
+// open.
+func Between(msgs []Message, from, to time.Time) []Message {
+	if from.IsZero() && to.IsZero() {
+		return msgs
+	}
+	var out []Message
+	for _, m := range msgs {
+		if (!from.IsZero() && m.Time < from.UnixNano()) || (!to.IsZero() && m.Time >= to.UnixNano()) {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
 }

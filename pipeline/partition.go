@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -66,6 +67,17 @@ type partition struct {
 	learner models.Learner
 	preq    *models.Prequential
 	enc     *sinks.Encoder
+
+	// commit, if set, commits the offset after a checkpoint (group mode).
+	commit func(next int64) error
+	// persist writes checkpoint files; replays run without them.
+	persist bool
+}
+
+// Source yields one partition's messages in offset order; a bounded source
+// returns io.EOF after its last message. *kafka.Reader is one.
+type Source interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
 }
 
 func (p *Pipeline) newPartition(topic string, part int) (*partition, error) {
@@ -90,7 +102,7 @@ func (p *Pipeline) newPartition(topic string, part int) (*partition, error) {
 		dec:     dec,
 		learner: learner,
 		preq:    models.NewPrequential(cfg.Window.MaxSeries),
-		enc:     sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries),
+		enc:     sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries, p.o.ExtraTags...),
 		items:   make(chan *item, cfg.Pipeline.MaxInflightBatches),
 		abort:   make(chan struct{}),
 		lag:     p.m.Lag.WithLabelValues(topic, strconv.Itoa(part)),
@@ -118,11 +130,12 @@ func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation,
 		return err
 	}
 	defer pt.win.Close()
+	pt.persist = true
+	pt.commit = func(next int64) error { return g.Commit(a.Topic, a.Partition, next) }
 	start, err := pt.restore(ctx, a)
 	if err != nil {
 		return err
 	}
-	pt.next, pt.ckptNext = start, start
 	end := int64(-1)
 	if p.o.UntilEnd {
 		ends, err := ingest.EndOffsets(ctx, p.client, a.Topic)
@@ -141,10 +154,16 @@ func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation,
 		return err
 	}
 	defer reader.Close()
+	return pt.run(ctx, dctx, reader, start, end)
+}
 
+// run runs the two stages over src from offset start until ctx ends, src
+// is exhausted, or (end >= 0) the offset reaches end.
+func (pt *partition) run(ctx, dctx context.Context, src Source, start, end int64) error {
+	pt.next, pt.ckptNext = start, start
 	learnDone := make(chan error, 1)
-	go func() { learnDone <- pt.learnStage(dctx, g) }()
-	fetchErr := pt.windowStage(ctx, reader, end)
+	go func() { learnDone <- pt.learnStage(dctx) }()
+	fetchErr := pt.windowStage(ctx, src, end)
 	return errors.Join(fetchErr, <-learnDone)
 }
 
@@ -165,6 +184,21 @@ func (pt *partition) restore(ctx context.Context, a ingest.Assignment) (int64, e
 		}
 		return next, nil
 	}
+	if w := pt.p.o.WarmupFrom; !w.IsZero() {
+		// No state yet: learn from history first. The same run then
+		// continues on the live stream, so what it writes has neither a
+		// gap nor an overlap.
+		off, err := ingest.ResolveOffset(ctx, pt.p.client, a.Topic, a.Partition, ingest.StartTime, w)
+		if err != nil {
+			return 0, err
+		}
+		end, err := ingest.ResolveOffset(ctx, pt.p.client, a.Topic, a.Partition, ingest.StartLatest, w)
+		if err != nil {
+			return 0, err
+		}
+		pt.log.Info("warming up from history", "from", w, "start_offset", off, "live_end_offset", end, "messages", max(0, end-off))
+		return off, nil
+	}
 	if a.Committed >= 0 {
 		pt.log.Warn("no checkpoint for a partition with a committed offset: starting there with empty state "+
 			"(is pipeline.checkpoint_dir shared by the group's instances?)", "committed", a.Committed)
@@ -179,7 +213,7 @@ func (pt *partition) restore(ctx context.Context, a ingest.Assignment) (int64, e
 // reaches end (if end >= 0), or the learning stage aborts. It ends with a
 // final checkpoint marker and closes the items channel. The error is a
 // fetch failure the reader did not recover from.
-func (pt *partition) windowStage(ctx context.Context, r *kafka.Reader, end int64) error {
+func (pt *partition) windowStage(ctx context.Context, src Source, end int64) error {
 	defer close(pt.items)
 	cfg := pt.p.cfg
 	fctx, cancel := context.WithCancel(ctx)
@@ -191,9 +225,9 @@ func (pt *partition) windowStage(ctx context.Context, r *kafka.Reader, end int64
 		defer close(fetchDone)
 		defer close(msgs)
 		for {
-			m, err := r.FetchMessage(fctx)
+			m, err := src.FetchMessage(fctx)
 			if err != nil {
-				if fctx.Err() == nil {
+				if fctx.Err() == nil && !errors.Is(err, io.EOF) {
 					fetchErr = fmt.Errorf("fetch: %w", err)
 				}
 				return
@@ -214,7 +248,7 @@ func (pt *partition) windowStage(ctx context.Context, r *kafka.Reader, end int64
 	for {
 		select {
 		case m, ok := <-msgs:
-			if !ok { // the fetcher failed: keep what was read, then report
+			if !ok { // the source ended or failed: keep what was read, then report
 				pt.checkpoint()
 				cancel()
 				<-fetchDone
@@ -244,6 +278,9 @@ func (pt *partition) windowStage(ctx context.Context, r *kafka.Reader, end int64
 func (pt *partition) handle(m *kafka.Message) {
 	pt.msg = m
 	pt.messages++
+	if pc := pt.p.o.Progress; pc != nil {
+		pc.Messages.Add(1)
+	}
 	pt.dec.Decode(m.Value, m.Time.UnixNano(), pt)
 	pt.next = m.Offset + 1
 	if m.HighWaterMark > 0 {
@@ -257,6 +294,9 @@ func (pt *partition) handle(m *kafka.Message) {
 // Point implements ingest.Handler.
 func (pt *partition) Point(p *ingest.Point) {
 	pt.points += len(p.Fields)
+	if pc := pt.p.o.Progress; pc != nil {
+		pc.Points.Add(int64(len(p.Fields)))
+	}
 	if pt.p.cfg.Window.Multichannel {
 		pt.key = ingest.AppendSeriesPrefix(pt.key[:0], p)
 		pt.names, pt.vals = pt.names[:0], pt.vals[:0]
@@ -326,12 +366,19 @@ func (pt *partition) emit(rec arrow.RecordBatch) {
 	pt.send(&item{rec: rec, dls: pt.takeDLs()})
 }
 
-// checkpoint flushes the open batch and sends a checkpoint marker.
+// checkpoint flushes the open batch and sends a checkpoint marker (or,
+// without persistence, just the pending dead letters).
 func (pt *partition) checkpoint() {
 	pt.win.Flush()
-	var w binenc.Writer
-	pt.win.AppendState(&w)
-	pt.send(&item{dls: pt.takeDLs(), snapshot: w.B, next: pt.next})
+	it := &item{dls: pt.takeDLs(), next: pt.next}
+	if pt.persist {
+		var w binenc.Writer
+		pt.win.AppendState(&w)
+		it.snapshot = w.B
+	}
+	if it.snapshot != nil || len(it.dls) > 0 {
+		pt.send(it)
+	}
 	pt.ckptNext = pt.next
 	pt.exportStats()
 }
@@ -378,7 +425,7 @@ func (pt *partition) exportStats() {
 // and completes checkpoints, in order. It returns when the items channel
 // is closed, or with an error when ctx ends before the work is stored (the
 // uncommitted part is then redone by whoever owns the partition next).
-func (pt *partition) learnStage(ctx context.Context, g *ingest.Generation) error {
+func (pt *partition) learnStage(ctx context.Context) error {
 	var failed error
 	for it := range pt.items {
 		pt.p.m.Inflight.Dec()
@@ -388,7 +435,7 @@ func (pt *partition) learnStage(ctx context.Context, g *ingest.Generation) error
 			}
 			continue
 		}
-		if err := pt.learnItem(ctx, g, it); err != nil {
+		if err := pt.learnItem(ctx, it); err != nil {
 			failed = err
 			close(pt.abort)
 			pt.log.Error("stopping the partition without committing further", "err", err)
@@ -397,7 +444,7 @@ func (pt *partition) learnStage(ctx context.Context, g *ingest.Generation) error
 	return failed
 }
 
-func (pt *partition) learnItem(ctx context.Context, g *ingest.Generation, it *item) error {
+func (pt *partition) learnItem(ctx context.Context, it *item) error {
 	m := pt.p.m
 	if it.rec != nil {
 		err := pt.learnBatch(ctx, it)
@@ -426,7 +473,10 @@ func (pt *partition) learnItem(ctx context.Context, g *ingest.Generation, it *it
 		}
 		m.Checkpoints.Inc()
 		m.CheckpointTime.WithLabelValues(pt.labels...).Set(float64(pt.p.o.Now().Unix()))
-		if err := g.Commit(pt.topic, pt.part, it.next); err != nil {
+		if pt.commit == nil {
+			return nil
+		}
+		if err := pt.commit(it.next); err != nil {
 			// The checkpoint holds the offset; the next owner resumes from it.
 			m.CommitErrors.Inc()
 			pt.log.Warn("offset commit failed", "offset", it.next, "err", err)

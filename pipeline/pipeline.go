@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -57,6 +58,14 @@ type Options struct {
 	NewLearner func() (models.Learner, error)
 	// Now is the clock of the flush and checkpoint timers (not of any data).
 	Now func() time.Time
+	// WarmupFrom, if set, starts partitions that have no checkpoint at the
+	// first record at or after it, so the learner warms up on history
+	// before reaching the live end.
+	WarmupFrom time.Time
+	// ExtraTags are added to every output point (e.g. a replay's run tag).
+	ExtraTags []ingest.KV
+	// Progress, if set, counts the messages and points read.
+	Progress *Progress
 }
 
 // Pipeline runs the stages for the partitions the group assigns.
@@ -189,4 +198,11 @@ func startKind(s string) (ingest.StartKind, time.Time) {
 		return ingest.StartTime, t
 	}
 	return ingest.StartEarliest, t
+}
+
+// Progress counts what the windowing stages have read, for progress
+// displays; safe for concurrent use.
+type Progress struct {
+	Messages atomic.Int64
+	Points   atomic.Int64
 }

@@ -26,6 +26,12 @@ type ServiceOptions struct {
 	// Ready is called once the sink is connected and the group is about to
 	// be joined.
 	Ready func()
+	// WarmupFrom starts partitions without a checkpoint at this time.
+	WarmupFrom time.Time
+	// ExtraTags are added to every output point.
+	ExtraTags []ingest.KV
+	// Progress, if set, counts the messages and points read.
+	Progress *Progress
 }
 
 // InfluxConfig maps the [influx] section to the writer's config, reading
@@ -48,6 +54,23 @@ func InfluxConfig(c config.Config) sinks.InfluxConfig {
 // RunService connects the sink and the dead-letter writer, then runs the
 // pipeline until ctx ends (or, with UntilEnd, it is caught up) and drains.
 func RunService(ctx context.Context, cfg config.Config, o ServiceOptions) error {
+	p, closeAll, err := Connect(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	if o.Ready != nil {
+		o.Ready()
+	}
+	t0 := time.Now()
+	err = p.Run(ctx)
+	p.log.Info("pipeline stopped", "after", time.Since(t0).Round(time.Millisecond), "err", err)
+	return err
+}
+
+// Connect builds a Pipeline from cfg with its InfluxDB writer and
+// dead-letter writer; the returned func closes them.
+func Connect(ctx context.Context, cfg config.Config, o ServiceOptions) (*Pipeline, func(), error) {
 	log := o.Log
 	if log == nil {
 		log = slog.Default()
@@ -55,31 +78,32 @@ func RunService(ctx context.Context, cfg config.Config, o ServiceOptions) error 
 	m := NewMetrics(o.Registry)
 	dialer, err := ingest.NewDialer(cfg.Kafka)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	influx, err := sinks.NewInflux(ctx, InfluxConfig(cfg), log, m)
 	if err != nil {
-		return fmt.Errorf("influxdb: %w", err)
+		return nil, nil, fmt.Errorf("influxdb: %w", err)
 	}
-	defer influx.Close()
+	closers := []func(){func() { influx.Close() }}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
 	var dlq DeadLetterer
 	if cfg.Kafka.DeadLetterTopic != "" {
 		w := ingest.NewDeadLetterWriter(cfg.Kafka.Brokers, dialer, cfg.Kafka.DeadLetterTopic, log)
-		defer w.Close()
+		closers = append(closers, func() { w.Close() })
 		dlq = w
 	}
 	p, err := New(Options{
 		Config: cfg, Log: log, Metrics: m, Sink: influx, DeadLetters: dlq, Dialer: dialer,
-		UntilEnd: o.UntilEnd, NewLearner: o.NewLearner,
+		UntilEnd: o.UntilEnd, NewLearner: o.NewLearner, ExtraTags: o.ExtraTags, Progress: o.Progress,
+		WarmupFrom: o.WarmupFrom,
 	})
 	if err != nil {
-		return err
+		closeAll()
+		return nil, nil, err
 	}
-	if o.Ready != nil {
-		o.Ready()
-	}
-	t0 := time.Now()
-	err = p.Run(ctx)
-	log.Info("pipeline stopped", "after", time.Since(t0).Round(time.Millisecond), "err", err)
-	return err
+	return p, closeAll, nil
 }

@@ -54,13 +54,16 @@ const (
 // Encoder turns Results into line protocol. It caches each series' output
 // tag set, bounded like the series themselves. Not safe for concurrent use.
 type Encoder struct {
-	prefix string
-	meas   [4]string
-	enc    lineprotocol.Encoder
-	tags   *lru.Map[[]ingest.KV]
-	fields []string // "e0".."e{D-1}"
-	lines  int
-	errs   []EncodeError
+	prefix     string
+	meas       [4]string
+	enc        lineprotocol.Encoder
+	tags       *lru.Map[[]ingest.KV]
+	extra      []ingest.KV
+	train      []ingest.KV // tags of the train measurement, sorted
+	trainModel string
+	fields     []string // "e0".."e{D-1}"
+	lines      int
+	errs       []EncodeError
 }
 
 // EncodeError is a result the encoder could not write as line protocol
@@ -70,9 +73,10 @@ type EncodeError struct {
 	Err    error
 }
 
-// NewEncoder returns an encoder whose measurements start with prefix.
-func NewEncoder(prefix string, maxSeries int) *Encoder {
-	e := &Encoder{prefix: prefix, tags: lru.New[[]ingest.KV](maxSeries)}
+// NewEncoder returns an encoder whose measurements start with prefix and
+// whose points all carry the extra tags (e.g. a replay's run tag).
+func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
+	e := &Encoder{prefix: prefix, tags: lru.New[[]ingest.KV](maxSeries), extra: extra}
 	for i, m := range []string{MeasForecast, MeasEmbedding, MeasImputed, MeasTrain} {
 		e.meas[i] = prefix + m
 	}
@@ -150,10 +154,7 @@ func (e *Encoder) Encode(r *Result) {
 		e.end(rs.Time, key)
 	}
 	for _, st := range out.Train {
-		e.enc.StartLine(e.meas[3])
-		e.enc.AddTag("model", r.Model)
-		e.enc.AddTag("partition", strconv.Itoa(r.Partition))
-		e.enc.AddTag("topic", r.Topic)
+		e.start(e.meas[3], e.trainTags(r))
 		e.enc.AddField("step", lineprotocol.IntValue(int64(st.Step))) // 1.8 has no unsigned fields
 		e.enc.AddField("windows", lineprotocol.IntValue(int64(st.Windows)))
 		e.float("loss_forecast", st.LossForecast)
@@ -161,6 +162,26 @@ func (e *Encoder) Encode(r *Result) {
 		e.float("loss_contrast", st.LossContrast)
 		e.end(st.Time, "train")
 	}
+}
+
+// trainTags returns the sorted tags of r's train points.
+func (e *Encoder) trainTags(r *Result) []ingest.KV {
+	part := strconv.Itoa(r.Partition)
+	if len(e.train) == 0 || e.trainModel != r.Model {
+		e.trainModel = r.Model
+		e.train = append(e.train[:0], ingest.KV{Key: "model", Value: r.Model}, ingest.KV{Key: "partition"}, ingest.KV{Key: "topic"})
+		e.train = append(e.train, e.extra...)
+		slices.SortFunc(e.train, func(a, b ingest.KV) int { return strings.Compare(a.Key, b.Key) })
+	}
+	for i := range e.train {
+		switch e.train[i].Key {
+		case "partition":
+			e.train[i].Value = part
+		case "topic":
+			e.train[i].Value = r.Topic
+		}
+	}
+	return e.train
 }
 
 func (e *Encoder) start(meas string, tags []ingest.KV) {
@@ -203,14 +224,14 @@ func (e *Encoder) seriesTags(key, model string) ([]ingest.KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("series %q: %w", key, err)
 	}
-	tags := OutputTags(id, model)
+	tags := OutputTags(id, model, e.extra...)
 	e.tags.Put(strings.Clone(key), tags)
 	return tags, nil
 }
 
 // OutputTags is the tag set tsrep writes for a series, sorted by key.
-func OutputTags(id ingest.SeriesID, model string) []ingest.KV {
-	tags := make([]ingest.KV, 0, len(id.Tags)+3)
+func OutputTags(id ingest.SeriesID, model string, extra ...ingest.KV) []ingest.KV {
+	tags := make([]ingest.KV, 0, len(id.Tags)+3+len(extra))
 	for _, t := range id.Tags {
 		k := t.Key
 		switch k {
@@ -223,6 +244,7 @@ func OutputTags(id ingest.SeriesID, model string) []ingest.KV {
 		ingest.KV{Key: "measurement", Value: id.Measurement},
 		ingest.KV{Key: "field", Value: id.Field},
 		ingest.KV{Key: "model", Value: model})
+	tags = append(tags, extra...)
 	slices.SortFunc(tags, func(a, b ingest.KV) int { return strings.Compare(a.Key, b.Key) })
 	return tags
 }

@@ -24,16 +24,9 @@ func newProduceCmd() *cobra.Command {
 		Short: "Load CSV (one series per column) or line-protocol files into a topic, with the files' timestamps",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tags := map[string]string{}
-			for _, kv := range strings.Split(tagList, ",") {
-				if kv == "" {
-					continue
-				}
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--tags: %q is not key=value", kv)
-				}
-				tags[k] = v
+			tags, err := parseTags(tagList)
+			if err != nil {
+				return err
 			}
 			prec, err := config.PrecisionDuration(precision)
 			if err != nil {

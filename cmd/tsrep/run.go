@@ -24,6 +24,7 @@ func init() { registry = append(registry, newRunCmd) }
 func newRunCmd() *cobra.Command {
 	var cfgPath string
 	var dryRun, untilEnd bool
+	var warmup string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Consume the configured topics, learn, and write to InfluxDB until stopped (SIGINT/SIGTERM drain first)",
@@ -37,6 +38,10 @@ func newRunCmd() *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg.Log)
+			warmFrom, err := parseTimeFlag(warmup, time.Now())
+			if err != nil {
+				return fmt.Errorf("--warmup-from: %w", err)
+			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			ready := make(chan struct{})
@@ -46,7 +51,7 @@ func newRunCmd() *cobra.Command {
 			}
 			defer stopOps()
 			return pipeline.RunService(cmd.Context(), cfg, pipeline.ServiceOptions{
-				Log: log, Registry: reg, UntilEnd: untilEnd,
+				Log: log, Registry: reg, UntilEnd: untilEnd, WarmupFrom: warmFrom,
 				Ready: func() { close(ready) },
 			})
 		},
@@ -54,6 +59,7 @@ func newRunCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the configuration and exit")
 	cmd.Flags().BoolVar(&untilEnd, "until-end", false, "stop once every assigned partition reaches the end offset it had when assigned")
+	cmd.Flags().StringVar(&warmup, "warmup-from", "", "partitions without a checkpoint start at this time (RFC 3339 or -72h) instead of kafka.start: learn from history, then continue live")
 	return cmd
 }
 
