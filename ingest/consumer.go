@@ -59,6 +59,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context
 		Topics:                cfg.Topics,
 		Dialer:                cfg.Dialer,
 		SessionTimeout:        cfg.SessionTimeout,
+		HeartbeatInterval:     cfg.SessionTimeout / 3, // kafka-go's 3s default would exceed short session timeouts
 		RebalanceTimeout:      cfg.SessionTimeout,
 		JoinGroupBackoff:      time.Second,
 		StartOffset:           kafka.FirstOffset, // replaced per partition by kafka.start

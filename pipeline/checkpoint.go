@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // Checkpoints are one file per topic-partition:
@@ -42,6 +43,15 @@ func NewCheckpointStore(dir, group string) (*CheckpointStore, error) {
 	d := filepath.Join(dir, group)
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return nil, fmt.Errorf("create checkpoint directory (pipeline.checkpoint_dir): %w", err)
+	}
+	// A crash between CreateTemp and Rename leaves a temporary file; the
+	// checkpoint it was to replace is still whole, so it can go (once it is
+	// old enough not to be another instance's write in progress).
+	stale, _ := filepath.Glob(filepath.Join(d, "*.ckpt.tmp*"))
+	for _, f := range stale {
+		if fi, err := os.Stat(f); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+			_ = os.Remove(f)
+		}
 	}
 	return &CheckpointStore{dir: d}, nil
 }

@@ -40,11 +40,11 @@ carries the tag run=NAME, so a backfill can be compared with the live run.`,
 			if (from == "") == (len(files) == 0) {
 				return errors.New("give either --from (a time range of the topics) or --file (data files)")
 			}
-			t1, err := parseTimeFlag(from, time.Now())
+			t1, err := parseTimeArg(from, time.Now())
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
-			t2, err := parseTimeFlag(to, time.Now())
+			t2, err := parseTimeArg(to, time.Now())
 			if err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
@@ -127,7 +127,7 @@ carries the tag run=NAME, so a backfill can be compared with the live run.`,
 
 // parseTimeFlag parses an RFC 3339 time or a duration relative to now
 // ("-24h"); empty gives the zero time.
-func parseTimeFlag(s string, now time.Time) (time.Time, error) {
+func parseTimeArg(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}

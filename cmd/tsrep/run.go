@@ -38,7 +38,7 @@ func newRunCmd() *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg.Log)
-			warmFrom, err := parseTimeFlag(warmup, time.Now())
+			warmFrom, err := parseTimeArg(warmup, time.Now())
 			if err != nil {
 				return fmt.Errorf("--warmup-from: %w", err)
 			}

@@ -1,0 +1,288 @@
+// Package e2e holds the fault tests: the tsrep binary as a subprocess,
+// killed, restarted, starved of InfluxDB, moved between instances, against
+// a Kafka-protocol broker over TCP and a real influxd.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/dataset"
+	"github.com/tsrep/tsrep/feed"
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/internal/broker"
+	"github.com/tsrep/tsrep/internal/testenv"
+)
+
+var tsrepBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tsrep-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	tsrepBin = filepath.Join(dir, "tsrep")
+	build := exec.Command("go", "build", "-o", tsrepBin, "github.com/tsrep/tsrep/cmd/tsrep")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build tsrep:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	testenv.Main(m)
+}
+
+// startBroker starts a broker whose groups may use short session timeouts,
+// so a killed instance's partitions move on within seconds.
+func startBroker(t *testing.T, o broker.Options) *broker.Broker {
+	t.Helper()
+	o.Extra = append(o.Extra, kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if o.Partitions == 0 {
+		o.Partitions = 4
+	}
+	return testenv.StartBroker(t, o)
+}
+
+// baseConfig is a configuration for a test run: fast checkpoints, short
+// session timeout, no ops endpoint.
+func baseConfig(t *testing.T, brokerAddr, topic, group string, in testenv.Influx) config.Config {
+	t.Helper()
+	c := config.Default()
+	c.Kafka.Brokers = []string{brokerAddr}
+	c.Kafka.Topics = []string{topic}
+	c.Kafka.Group = group
+	c.Kafka.DeadLetterTopic = topic + "-dlq"
+	c.Kafka.SessionTimeout = config.Duration{Duration: 2 * time.Second}
+	c.Kafka.FetchMaxWait = config.Duration{Duration: 50 * time.Millisecond}
+	c.Window.Length, c.Window.Stride = 32, 2
+	c.Window.FlushInterval = config.Duration{Duration: 100 * time.Millisecond}
+	c.Model.Order = 12
+	c.Influx.URL = in.URL
+	c.Influx.Bucket = in.Database
+	c.Influx.BatchPoints = 2000
+	c.Influx.RetryMaxInterval = config.Duration{Duration: time.Second}
+	c.Pipeline.CheckpointDir = t.TempDir()
+	c.Pipeline.CheckpointInterval = config.Duration{Duration: 300 * time.Millisecond}
+	c.Pipeline.ShutdownTimeout = config.Duration{Duration: 10 * time.Second}
+	c.HTTP.Listen = ""
+	c.Log.Level = "info"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// writeConfig writes c as TOML.
+func writeConfig(t *testing.T, c config.Config) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.toml")
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err != nil {
+		t.Fatalf("written config does not load: %v\n%s", err, b.String())
+	}
+	return path
+}
+
+// proc is a running tsrep.
+type proc struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startTsrep runs the binary with args; it is killed when the test ends.
+func startTsrep(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(tsrepBin, args...), log: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = append(os.Environ(), env...)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// kill sends SIGKILL and waits; it reports whether the process was still
+// running.
+func (p *proc) kill() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return false
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	err := <-p.done
+	p.done <- err
+	return true
+}
+
+// wait waits for the process to exit by itself.
+func (p *proc) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("tsrep exited with %v:\n%s", err, tail(p.log.String()))
+		}
+	case <-time.After(d):
+		p.kill()
+		t.Fatalf("tsrep did not finish within %s:\n%s", d, tail(p.log.String()))
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		return "..." + s[len(s)-4000:]
+	}
+	return s
+}
+
+// nabMessages reads NAB streams as `tsrep produce --measurement nab --tags
+// file=<name>` would, interleaved by time.
+func nabMessages(t *testing.T, files ...string) []feed.Message {
+	t.Helper()
+	var msgs []feed.Message
+	for _, f := range files {
+		fr, err := dataset.ReadCSV(testenv.DataFile(t, "NAB/data/"+f), dataset.CSVOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".csv")
+		m, err := feed.CSVMessages(fr, "nab", map[string]string{"file": name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m...)
+	}
+	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].Time < msgs[j].Time })
+	return msgs
+}
+
+var cloudwatch = []string{
+	"realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv",
+	"realAWSCloudwatch/ec2_cpu_utilization_53ea38.csv",
+	"realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv",
+	"realAWSCloudwatch/ec2_cpu_utilization_fe7f93.csv",
+	"realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv",
+	"realAWSCloudwatch/ec2_network_in_5abac7.csv",
+	"realAWSCloudwatch/ec2_disk_write_bytes_1ef3de.csv",
+	"realAWSCloudwatch/grok_asg_anomaly.csv",
+}
+
+func produce(ctx context.Context, t *testing.T, c config.Config, msgs []feed.Message) {
+	t.Helper()
+	d, _ := ingest.NewDialer(c.Kafka)
+	if err := feed.Produce(ctx, feed.ProduceOptions{Brokers: c.Kafka.Brokers, Dialer: d, Topic: c.Kafka.Topics[0], Partitions: 4}, msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// points reads every point of a database as "measurement,tags field=value
+// time" lines, sorted.
+func points(ctx context.Context, t *testing.T, in testenv.Influx) []string {
+	t.Helper()
+	c := influxdb2.NewClient(in.URL, "")
+	defer c.Close()
+	res, err := c.QueryAPI("").Query(ctx, fmt.Sprintf(`from(bucket: %q) |> range(start: 0)`, in.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	var out []string
+	for res.Next() {
+		r := res.Record()
+		var tags []string
+		for k, v := range r.Values() {
+			if s, ok := v.(string); ok && !strings.HasPrefix(k, "_") && k != "result" && k != "table" {
+				tags = append(tags, k+"="+s)
+			}
+		}
+		sort.Strings(tags)
+		out = append(out, fmt.Sprintf("%s,%s %s=%v %d", r.Measurement(), strings.Join(tags, ","), r.Field(), r.Value(), r.Time().UnixNano()))
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// compare reports how many points differ between two sorted point sets.
+func compare(t *testing.T, what string, want, got []string) {
+	t.Helper()
+	wantSet := make(map[string]bool, len(want))
+	for _, p := range want {
+		wantSet[p] = true
+	}
+	gotSet := make(map[string]bool, len(got))
+	for _, p := range got {
+		gotSet[p] = true
+	}
+	var missing, extra []string
+	for _, p := range want {
+		if !gotSet[p] {
+			missing = append(missing, p)
+		}
+	}
+	for _, p := range got {
+		if !wantSet[p] {
+			extra = append(extra, p)
+		}
+	}
+	t.Logf("%s: %d points compared, %d differ (%d missing, %d unexpected)", what, len(want), len(missing)+len(extra), len(missing), len(extra))
+	if len(want) == 0 {
+		t.Fatalf("%s: the reference run wrote nothing", what)
+	}
+	if len(missing)+len(extra) > 0 {
+		t.Fatalf("%s: first missing %v, first unexpected %v", what, head(missing), head(extra))
+	}
+}
+
+func head(s []string) []string {
+	if len(s) > 3 {
+		return s[:3]
+	}
+	return s
+}
