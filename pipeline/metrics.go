@@ -35,6 +35,8 @@ type Metrics struct {
 	Checkpoints    prometheus.Counter
 	CheckpointTime *prometheus.GaugeVec // topic, partition: Unix time of the last checkpoint
 	Inflight       prometheus.Gauge
+	FetchErrors    prometheus.Counter
+	OffsetResets   prometheus.Counter
 }
 
 // NewMetrics registers the metrics on reg.
@@ -89,6 +91,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommitErrors:   ctr("commit_errors_total", "Failed offset commits (the checkpoint still holds the offset)."),
 		Checkpoints:    ctr("checkpoints_total", "Checkpoints written."),
 		CheckpointTime: gaugeVec("checkpoint_timestamp_seconds", "Unix time of the partition's last checkpoint.", "topic", "partition"),
+		FetchErrors:    ctr("fetch_errors_total", "Failed Kafka fetches (each is retried after reconnecting)."),
+		OffsetResets:   ctr("offset_resets_total", "Partitions moved to their earliest offset because the next one was deleted (data lost to retention)."),
 		Inflight:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tsrep", Name: "inflight_batches", Help: "Batches between windowing and the sink."}),
 	}
 	f(m.Inflight)

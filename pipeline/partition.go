@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -70,6 +71,9 @@ type partition struct {
 
 	// commit, if set, commits the offset after a checkpoint (group mode).
 	commit func(next int64) error
+	// uncommitted is set while the last checkpoint's commit failed, so the
+	// next checkpoint tick retries it even if no message arrived.
+	uncommitted atomic.Bool
 	// persist writes checkpoint files; replays run without them.
 	persist bool
 }
@@ -148,13 +152,9 @@ func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation,
 	if end >= 0 && start >= end {
 		return nil // nothing to read
 	}
-	reader, err := ingest.NewPartitionReader(p.cfg.Kafka.Brokers, p.o.Dialer, a.Topic, a.Partition, start,
-		p.cfg.Kafka.MaxFetchBytes, p.cfg.Kafka.FetchMaxWait.Duration)
-	if err != nil {
-		return err
-	}
-	defer reader.Close()
-	return pt.run(ctx, dctx, reader, start, end)
+	src := p.newKafkaSource(a.Topic, a.Partition, start, pt.log)
+	defer src.Close()
+	return pt.run(ctx, dctx, src, start, end)
 }
 
 // run runs the two stages over src from offset start until ctx ends, src
@@ -262,7 +262,7 @@ func (pt *partition) windowStage(ctx context.Context, src Source, end int64) err
 		case <-flush.C:
 			pt.win.Flush()
 		case <-ckpt.C:
-			if pt.next != pt.ckptNext {
+			if pt.next != pt.ckptNext || pt.uncommitted.Load() {
 				pt.checkpoint()
 			}
 		case <-ctx.Done():
@@ -477,10 +477,13 @@ func (pt *partition) learnItem(ctx context.Context, it *item) error {
 			return nil
 		}
 		if err := pt.commit(it.next); err != nil {
-			// The checkpoint holds the offset; the next owner resumes from it.
+			// The checkpoint holds the offset, so nothing is lost; the
+			// commit is retried at the next checkpoint.
+			pt.uncommitted.Store(true)
 			m.CommitErrors.Inc()
-			pt.log.Warn("offset commit failed", "offset", it.next, "err", err)
+			pt.log.Warn("offset commit failed; retrying at the next checkpoint", "offset", it.next, "err", err)
 		} else {
+			pt.uncommitted.Store(false)
 			m.Commits.Inc()
 		}
 	}

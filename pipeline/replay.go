@@ -61,12 +61,8 @@ func (p *Pipeline) KafkaRanges(ctx context.Context, from, to time.Time) ([]Range
 func (p *Pipeline) Replay(ctx context.Context, ranges []Range) error {
 	return p.replay(ctx, len(ranges), func(i int) (string, int, Source, int64, int64, func(), error) {
 		r := ranges[i]
-		rd, err := ingest.NewPartitionReader(p.cfg.Kafka.Brokers, p.o.Dialer, r.Topic, r.Partition, r.Start,
-			p.cfg.Kafka.MaxFetchBytes, p.cfg.Kafka.FetchMaxWait.Duration)
-		if err != nil {
-			return "", 0, nil, 0, 0, nil, err
-		}
-		return r.Topic, r.Partition, rd, r.Start, r.End, func() { rd.Close() }, nil
+		src := p.newKafkaSource(r.Topic, r.Partition, r.Start, p.log.With("topic", r.Topic, "partition", r.Partition))
+		return r.Topic, r.Partition, src, r.Start, r.End, src.Close, nil
 	})
 }
 
