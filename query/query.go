@@ -1,6 +1,7 @@
 // Package query reads back what tsrep wrote to InfluxDB, with Flux through
 // influxdb-client-go: forecast accuracy per series, embeddings, similar
-// series. The Flux text of each query is exported so the README and users
+// series, imputed gaps and training losses. The Flux text of each query is
+// exported (and an equivalent InfluxQL statement) so the README and users
 // of Grafana or the influx CLI can run the same thing.
 package query
 
@@ -45,12 +46,12 @@ type SeriesForecast struct {
 // of from() is one table per series and field, so count() and mean() give
 // per-series figures.
 func ForecastSummaryFlux(bucket, measurement, model string) string {
-	return fmt.Sprintf(`data = from(bucket: %q)
+	return fmt.Sprintf(`data = from(bucket: %s)
   |> range(start: 0)
-  |> filter(fn: (r) => r._measurement == %q and r.model == %q)
+  |> filter(fn: (r) => r._measurement == %s and r.model == %s)
 data |> filter(fn: (r) => r._field == "predicted") |> count() |> yield(name: "count")
 data |> filter(fn: (r) => r._field == "abs_error" or r._field == "last_value_abs_error") |> mean() |> yield(name: "mean")
-data |> filter(fn: (r) => r._field == "abs_error") |> count() |> yield(name: "scored")`, bucket, measurement, model)
+data |> filter(fn: (r) => r._field == "abs_error") |> count() |> yield(name: "scored")`, fluxString(bucket), fluxString(measurement), fluxString(model))
 }
 
 // ForecastSummary returns per-series forecast counts and prequential MAE

@@ -13,6 +13,7 @@ import (
 	"github.com/tsrep/tsrep/feed"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/pipeline"
+	"github.com/tsrep/tsrep/query"
 )
 
 func init() { registry = append(registry, newReplayCmd) }
@@ -40,11 +41,11 @@ carries the tag run=NAME, so a backfill can be compared with the live run.`,
 			if (from == "") == (len(files) == 0) {
 				return errors.New("give either --from (a time range of the topics) or --file (data files)")
 			}
-			t1, err := parseTimeArg(from, time.Now())
+			t1, err := query.ParseTime(from, time.Now())
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
-			t2, err := parseTimeArg(to, time.Now())
+			t2, err := query.ParseTime(to, time.Now())
 			if err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
@@ -112,7 +113,7 @@ carries the tag run=NAME, so a backfill can be compared with the live run.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file")
-	f.StringVar(&from, "from", "", "start of the range: RFC 3339 time, or relative like -24h")
+	f.StringVar(&from, "from", "", "start of the range: RFC 3339 time, a date, or relative like -24h or -7d")
 	f.StringVar(&to, "to", "", "end of the range, exclusive (default: up to now / the end)")
 	f.StringArrayVar(&files, "file", nil, "data file to replay instead of Kafka (repeatable): .csv, .arrow/.ipc, .parquet, or line protocol")
 	f.IntVar(&partitions, "partitions", 4, "for --file: spread series over this many partitions as the producer would (match the topic's count to reproduce a Kafka run exactly)")
@@ -123,22 +124,6 @@ carries the tag run=NAME, so a backfill can be compared with the live run.`,
 	f.StringVar(&csvOpt.TimeLayout, "time-layout", "", "Go time layout of a text time column (default: inferred)")
 	f.StringVar(&precision, "precision", "ns", "timestamp precision of line-protocol files")
 	return cmd
-}
-
-// parseTimeFlag parses an RFC 3339 time or a duration relative to now
-// ("-24h"); empty gives the zero time.
-func parseTimeArg(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration like -24h", s)
-	}
-	return t, nil
 }
 
 func parseTags(list string) (map[string]string, error) {

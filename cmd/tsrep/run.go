@@ -17,6 +17,7 @@ import (
 
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/pipeline"
+	"github.com/tsrep/tsrep/query"
 )
 
 func init() { registry = append(registry, newRunCmd) }
@@ -38,7 +39,7 @@ func newRunCmd() *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg.Log)
-			warmFrom, err := parseTimeArg(warmup, time.Now())
+			warmFrom, err := query.ParseTime(warmup, time.Now())
 			if err != nil {
 				return fmt.Errorf("--warmup-from: %w", err)
 			}
