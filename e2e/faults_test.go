@@ -88,20 +88,26 @@ func (p *proc) stop(t *testing.T) {
 	p.wait(t, 30*time.Second)
 }
 
-func rss(t *testing.T, pid int) int64 {
+// rss is the process's resident set size.
+func rss(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmRSS:") }
+
+// peakRSS is the process's highest resident set size so far.
+func peakRSS(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmHWM:") }
+
+func procStatus(t *testing.T, pid int, key string) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
+		if strings.HasPrefix(l, key) {
 			f := strings.Fields(l)
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10
 		}
 	}
-	t.Fatal("no VmRSS")
+	t.Fatalf("no %s in /proc/%d/status", key, pid)
 	return 0
 }
 

@@ -51,7 +51,8 @@ func TestMain(m *testing.M) {
 // so a killed instance's partitions move on within seconds.
 func startBroker(t *testing.T, o broker.Options) *broker.Broker {
 	t.Helper()
-	o.Extra = append(o.Extra, kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	o.Extra = append(o.Extra, kfake.GroupMinSessionTimeout(100*time.Millisecond),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(maxMessageBytes)}))
 	if o.Partitions == 0 {
 		o.Partitions = 4
 	}
@@ -211,10 +212,15 @@ var cloudwatch = []string{
 	"realAWSCloudwatch/grok_asg_anomaly.csv",
 }
 
+// maxMessageBytes is the brokers' message.max.bytes in these tests: room
+// for 1 MiB messages.
+const maxMessageBytes = 4 << 20
+
 func produce(ctx context.Context, t *testing.T, c config.Config, msgs []feed.Message) {
 	t.Helper()
 	d, _ := ingest.NewDialer(c.Kafka)
-	if err := feed.Produce(ctx, feed.ProduceOptions{Brokers: c.Kafka.Brokers, Dialer: d, Topic: c.Kafka.Topics[0], Partitions: 4}, msgs); err != nil {
+	o := feed.ProduceOptions{Brokers: c.Kafka.Brokers, Dialer: d, Topic: c.Kafka.Topics[0], Partitions: 4, MaxBatchBytes: maxMessageBytes}
+	if err := feed.Produce(ctx, o, msgs); err != nil {
 		t.Fatal(err)
 	}
 }

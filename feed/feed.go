@@ -164,6 +164,10 @@ type ProduceOptions struct {
 	Partitions int
 	// Progress, if set, is called after each chunk with the messages sent.
 	Progress func(sent int)
+	// MaxBatchBytes bounds a produce request's record batch; it must not
+	// exceed the brokers' message.max.bytes (default 1,000,000, which fits
+	// Kafka's default of 1,048,588). Larger messages need both raised.
+	MaxBatchBytes int
 }
 
 // Produce writes msgs to the topic in order (per key, order is kept within
@@ -174,13 +178,16 @@ func Produce(ctx context.Context, o ProduceOptions, msgs []Message) error {
 		return err
 	}
 	tr := ingest.NewClient(o.Brokers, o.Dialer).Transport
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 1_000_000
+	}
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(o.Brokers...),
 		Topic:        o.Topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    5000,
-		BatchBytes:   1_000_000, // a record batch must fit the brokers' default message.max.bytes
+		BatchBytes:   int64(o.MaxBatchBytes),
 		BatchTimeout: 5 * time.Millisecond,
 		Transport:    tr,
 	}

@@ -234,6 +234,9 @@ func NewPartitionReader(brokers []string, d *kafka.Dialer, topic string, partiti
 // DeadLetter is a record for the dead-letter topic.
 type DeadLetter struct {
 	Value     []byte
+	// Truncated is the original size when Value was cut to
+	// MaxDeadLetterValue (read back from the header), else 0.
+	Truncated int
 	Reason    Reason
 	Err       string
 	Topic     string
@@ -242,8 +245,14 @@ type DeadLetter struct {
 	Time      time.Time
 }
 
+// MaxDeadLetterValue bounds the bytes of input kept in a dead-letter
+// record, so an oversized bad message still fits the brokers' default
+// message size; the tsrep-truncated header then holds the original size.
+const MaxDeadLetterValue = 64 << 10
+
 // Headers of dead-letter records.
 const (
+	HeaderTruncated = "tsrep-truncated"
 	HeaderReason    = "tsrep-reason"
 	HeaderError     = "tsrep-error"
 	HeaderTopic     = "tsrep-topic"
@@ -289,9 +298,17 @@ func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
 	}
 	msgs := make([]kafka.Message, len(dls))
 	for i, d := range dls {
+		value, orig := d.Value, d.Truncated
+		if len(value) > MaxDeadLetterValue {
+			value, orig = value[:MaxDeadLetterValue], len(value)
+		}
+		var extra []kafka.Header
+		if orig > 0 {
+			extra = append(extra, kafka.Header{Key: HeaderTruncated, Value: []byte(strconv.Itoa(orig))})
+		}
 		msgs[i] = kafka.Message{
 			Key:   []byte(d.Topic + "/" + strconv.Itoa(d.Partition)),
-			Value: d.Value,
+			Value: value,
 			Time:  d.Time,
 			Headers: []kafka.Header{
 				{Key: HeaderReason, Value: []byte(d.Reason)},
@@ -301,6 +318,7 @@ func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
 				{Key: HeaderOffset, Value: []byte(strconv.FormatInt(d.Offset, 10))},
 			},
 		}
+		msgs[i].Headers = append(msgs[i].Headers, extra...)
 	}
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -395,6 +413,8 @@ func ReadDeadLetters(ctx context.Context, brokers []string, d *kafka.Dialer, top
 					dl.Partition, _ = strconv.Atoi(v)
 				case HeaderOffset:
 					dl.Offset, _ = strconv.ParseInt(v, 10, 64)
+				case HeaderTruncated:
+					dl.Truncated, _ = strconv.Atoi(v)
 				}
 			}
 			out = append(out, dl)

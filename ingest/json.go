@@ -180,8 +180,12 @@ func (d *JSON) visitField(k []byte, v *fastjson.Value) {
 	case fastjson.TypeNumber:
 		var err error
 		f, err = v.Float64()
-		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			d.reason, d.err = ReasonNonFinite, fmt.Errorf("field %q = %s is not a finite float64", k, v)
+		if err != nil || math.IsInf(f, 0) {
+			d.reason, d.err = ReasonOutOfRange, fmt.Errorf("field %q = %s is out of the float64 range", k, v)
+			return
+		}
+		if math.IsNaN(f) {
+			d.reason, d.err = ReasonNonFinite, fmt.Errorf("field %q is NaN", k)
 			return
 		}
 	case fastjson.TypeTrue:

@@ -75,7 +75,7 @@ func (d *LineProtocol) decodeLine(dec *lineprotocol.Decoder, msgTime int64, h Ha
 		k, v, err := dec.NextField()
 		if err != nil {
 			if errors.Is(err, lineprotocol.ErrValueOutOfRange) {
-				return ReasonNonFinite, err
+				return ReasonOutOfRange, err
 			}
 			return ReasonSyntax, err
 		}

@@ -63,7 +63,7 @@ var malformed = []struct {
 	{"", ingest.ReasonEmpty},
 	{"   \n  ", ingest.ReasonEmpty},
 	{"etth1,source=test OT=1.5 17000000000000000000000", ingest.ReasonBadTimestamp},
-	{"etth1,source=test OT=1e999 1467331200000000000", ingest.ReasonNonFinite},
+	{"etth1,source=test OT=1e999 1467331200000000000", ingest.ReasonOutOfRange},
 	{`{"measurement": "etth1", "fields": {"OT": 1}}`, ingest.ReasonSyntax},
 }
 

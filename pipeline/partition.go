@@ -349,8 +349,12 @@ func (pt *partition) Bad(raw []byte, reason ingest.Reason, err error) {
 
 func (pt *partition) deadLetter(raw []byte, reason ingest.Reason, msg string) {
 	m := pt.msg
+	truncated := 0
+	if len(raw) > ingest.MaxDeadLetterValue {
+		raw, truncated = raw[:ingest.MaxDeadLetterValue], len(raw)
+	}
 	pt.dls = append(pt.dls, ingest.DeadLetter{
-		Value: bytes.Clone(raw), Reason: reason, Err: msg,
+		Value: bytes.Clone(raw), Truncated: truncated, Reason: reason, Err: msg,
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time,
 	})
 }
