@@ -31,9 +31,12 @@ test: $(INFLUXD)
 unit:
 	$(GO) test -count=1 -short ./...
 
+## fuzz: each fuzz target for FUZZTIME, starting from the corpora in */testdata/fuzz
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocol$$' -fuzztime $(FUZZTIME) ./ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzJSON$$' -fuzztime $(FUZZTIME) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointBody$$' -fuzztime $(FUZZTIME) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) ./pipeline
 
 ## demo: local influxd + embedded broker + bundled ETTh1 through the whole pipeline, then a Flux query
 demo: $(INFLUXD)
