@@ -65,6 +65,31 @@ type Kafka struct {
 	SessionTimeout Duration `toml:"session_timeout"`
 	// ClientID names this instance to the brokers.
 	ClientID string `toml:"client_id"`
+	TLS      TLS    `toml:"tls"`
+	SASL     SASL   `toml:"sasl"`
+}
+
+// TLS configures encryption (and client certificates) to the brokers.
+type TLS struct {
+	Enabled bool `toml:"enabled"`
+	// CAFile verifies the brokers (PEM); empty uses the system roots.
+	CAFile string `toml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (PEM), for brokers
+	// that require one.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// ServerName overrides the name verified in the brokers' certificates.
+	ServerName         string `toml:"server_name"`
+	InsecureSkipVerify bool   `toml:"insecure_skip_verify"`
+}
+
+// SASL configures authentication to the brokers.
+type SASL struct {
+	// Mechanism is "" (none), "plain", "scram-sha-256" or "scram-sha-512".
+	Mechanism string `toml:"mechanism"`
+	Username  string `toml:"username"`
+	// PasswordEnv names the environment variable holding the password.
+	PasswordEnv string `toml:"password_env"`
 }
 
 // Window configures the event-time windowing of each series.
@@ -155,6 +180,8 @@ type Pipeline struct {
 type HTTP struct {
 	// Listen is the address of /metrics, /healthz and /readyz; empty disables.
 	Listen string `toml:"listen"`
+	// Pprof also serves net/http/pprof under /debug/pprof/.
+	Pprof bool `toml:"pprof"`
 }
 
 // Log configures logging.
@@ -178,6 +205,7 @@ func Default() Config {
 			FetchMaxWait:    Duration{250 * time.Millisecond},
 			SessionTimeout:  Duration{30 * time.Second},
 			ClientID:        "tsrep",
+			SASL:            SASL{PasswordEnv: "TSREP_KAFKA_PASSWORD"},
 		},
 		Window: Window{
 			IntervalText:  "auto",
@@ -289,6 +317,24 @@ func (c *Config) Validate() error {
 	}
 	if k.SessionTimeout.Duration < time.Second {
 		bad("kafka.session_timeout: must be at least 1s")
+	}
+	if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
+		bad("kafka.tls.cert_file and kafka.tls.key_file: give both or neither")
+	}
+	if !k.TLS.Enabled && (k.TLS.CAFile != "" || k.TLS.CertFile != "") {
+		bad("kafka.tls.enabled: set it to true to use kafka.tls.ca_file / cert_file")
+	}
+	switch k.SASL.Mechanism {
+	case "":
+	case "plain", "scram-sha-256", "scram-sha-512":
+		if k.SASL.Username == "" {
+			bad("kafka.sasl.username: set it for kafka.sasl.mechanism %q", k.SASL.Mechanism)
+		}
+		if k.SASL.PasswordEnv == "" {
+			bad("kafka.sasl.password_env: name the environment variable holding the password")
+		}
+	default:
+		bad("kafka.sasl.mechanism: %q is not one of plain, scram-sha-256, scram-sha-512 (or empty)", k.SASL.Mechanism)
 	}
 
 	w := &c.Window

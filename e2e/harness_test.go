@@ -158,6 +158,19 @@ func (p *proc) kill() bool {
 	return true
 }
 
+// exit waits up to d for the process to exit by itself and returns its
+// error (a timeout kills it).
+func (p *proc) exit(d time.Duration) error {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(d):
+		p.kill()
+		return fmt.Errorf("did not exit within %s", d)
+	}
+}
+
 // wait waits for the process to exit by itself.
 func (p *proc) wait(t *testing.T, d time.Duration) {
 	t.Helper()

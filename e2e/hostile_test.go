@@ -122,6 +122,7 @@ func TestHostileInput(t *testing.T) {
 		"sink_rejected":  m("tsrep_sink_rejected_total"),
 		"peak_rss_mib":   float64(peak >> 20),
 		"series_current": m("tsrep_series"),
+		"ckpt_age_max_s": m("tsrep_checkpoint_age_seconds") / 4,
 	}
 	p.stop(t)
 	t.Logf("counters: %v", counts)
@@ -137,6 +138,9 @@ func TestHostileInput(t *testing.T) {
 	}
 	if counts["series_current"] > 4*5000 {
 		t.Errorf("series held: %v, past 4 partitions × window.max_series", counts["series_current"])
+	}
+	if a := counts["ckpt_age_max_s"]; a <= 0 || a > 30 {
+		t.Errorf("mean checkpoint age %vs with checkpoints every 300ms", a)
 	}
 	if peak > 1<<30 {
 		t.Errorf("peak RSS %d MiB after a million-series burst with window.max_series=5000", peak>>20)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ type Metrics struct {
 	CommitErrors   prometheus.Counter
 	Checkpoints    prometheus.Counter
 	CheckpointTime *prometheus.GaugeVec // topic, partition: Unix time of the last checkpoint
+	ckptAge        *ageCollector
 	Inflight       prometheus.Gauge
 	FetchErrors    prometheus.Counter
 	OffsetResets   prometheus.Counter
@@ -96,7 +98,35 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Inflight:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tsrep", Name: "inflight_batches", Help: "Batches between windowing and the sink."}),
 	}
 	f(m.Inflight)
+	m.ckptAge = &ageCollector{desc: prometheus.NewDesc("tsrep_checkpoint_age_seconds",
+		"Seconds since the partition's last checkpoint (and so the age of its committed offset).", []string{"topic", "partition"}, nil),
+		now: time.Now}
+	f(m.ckptAge)
 	return m
+}
+
+// checkpointed records a partition's checkpoint time for the age gauge.
+func (m *Metrics) checkpointed(topic, partition string, t time.Time) {
+	m.CheckpointTime.WithLabelValues(topic, partition).Set(float64(t.Unix()))
+	m.ckptAge.times.Store([2]string{topic, partition}, t)
+}
+
+// ageCollector reports checkpoint ages computed at scrape time.
+type ageCollector struct {
+	desc  *prometheus.Desc
+	times sync.Map // [2]string{topic, partition} -> time.Time
+	now   func() time.Time
+}
+
+func (c *ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *ageCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.now()
+	c.times.Range(func(k, v any) bool {
+		l := k.([2]string)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, now.Sub(v.(time.Time)).Seconds(), l[0], l[1])
+		return true
+	})
 }
 
 // WriteDone implements sinks.WriteObserver.

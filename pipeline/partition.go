@@ -261,6 +261,7 @@ func (pt *partition) windowStage(ctx context.Context, src Source, end int64) err
 			}
 		case <-flush.C:
 			pt.win.Flush()
+			pt.exportStats()
 		case <-ckpt.C:
 			if pt.next != pt.ckptNext || pt.uncommitted.Load() {
 				pt.checkpoint()
@@ -476,7 +477,7 @@ func (pt *partition) learnItem(ctx context.Context, it *item) error {
 			return err
 		}
 		m.Checkpoints.Inc()
-		m.CheckpointTime.WithLabelValues(pt.labels...).Set(float64(pt.p.o.Now().Unix()))
+		m.checkpointed(pt.labels[0], pt.labels[1], pt.p.o.Now())
 		if pt.commit == nil {
 			return nil
 		}

@@ -266,7 +266,21 @@ func (s *Influx) retry(ctx context.Context, what string, op func() error) error 
 			s.obs.WriteFailed(err, true)
 		}
 		if attempt&(attempt-1) == 0 { // 1, 2, 4, 8...: loud but not a flood
-			s.log.Warn("retrying", "op", what, "attempt", attempt, "next_in", next.Round(time.Millisecond), "err", err)
+			s.log.Warn("retrying", "op", what, "attempt", attempt, "next_in", next.Round(time.Millisecond), "err", explain(err))
 		}
 	})
+}
+
+// explain adds what to do to the errors an operator can fix.
+func explain(err error) error {
+	var he *http2.Error
+	if errors.As(err, &he) {
+		switch he.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w: InfluxDB refused the credentials; check the environment variable named by influx.token_env (a 2.x token, or user:password on 1.8)", err)
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: no such bucket/database; create it or set influx.create_bucket = true", err)
+		}
+	}
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -34,11 +35,25 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			log := newLogger(cfg.Log)
 			if dryRun {
-				fmt.Printf("%s: configuration is valid\n", cfgPath)
+				fmt.Printf("ok    %s: configuration is valid\n", cfgPath)
+				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+				defer cancel()
+				failed := 0
+				for _, c := range pipeline.Preflight(ctx, cfg, log) {
+					if c.Err != nil {
+						failed++
+						fmt.Printf("FAIL  %s: %v\n", c.What, c.Err)
+					} else {
+						fmt.Printf("ok    %s: %s\n", c.What, c.Note)
+					}
+				}
+				if failed > 0 {
+					return fmt.Errorf("%d checks failed", failed)
+				}
 				return nil
 			}
-			log := newLogger(cfg.Log)
 			warmFrom, err := query.ParseTime(warmup, time.Now())
 			if err != nil {
 				return fmt.Errorf("--warmup-from: %w", err)
@@ -46,7 +61,7 @@ func newRunCmd() *cobra.Command {
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			ready := make(chan struct{})
-			stopOps, err := startOps(cfg.HTTP.Listen, reg, ready, log)
+			stopOps, err := startOps(cfg.HTTP, reg, ready, log)
 			if err != nil {
 				return err
 			}
@@ -58,7 +73,7 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the configuration and exit")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the configuration, check the connections (Kafka, InfluxDB, checkpoint directory) and exit")
 	cmd.Flags().BoolVar(&untilEnd, "until-end", false, "stop once every assigned partition reaches the end offset it had when assigned")
 	cmd.Flags().StringVar(&warmup, "warmup-from", "", "partitions without a checkpoint start at this time (RFC 3339 or -72h) instead of kafka.start: learn from history, then continue live")
 	return cmd
@@ -76,8 +91,10 @@ func newLogger(c config.Log) *slog.Logger {
 }
 
 // startOps serves /metrics, /healthz and /readyz (ready once ready is
-// closed) on addr; an empty addr serves nothing. The returned func stops it.
-func startOps(addr string, reg *prometheus.Registry, ready <-chan struct{}, log *slog.Logger) (func(), error) {
+// closed), and /debug/pprof/ if enabled, on http.listen; an empty address
+// serves nothing. The returned func stops it.
+func startOps(c config.HTTP, reg *prometheus.Registry, ready <-chan struct{}, log *slog.Logger) (func(), error) {
+	addr := c.Listen
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -92,6 +109,13 @@ func startOps(addr string, reg *prometheus.Registry, ready <-chan struct{}, log 
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		}
 	})
+	if c.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on http.listen %s: %w", addr, err)

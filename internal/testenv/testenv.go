@@ -274,3 +274,67 @@ func Sanitize(name string) string {
 		return '-'
 	}, name)
 }
+
+// StartAuthInflux starts an influxd of the test's own with authentication
+// enabled and an admin user, stopped when the test ends. It returns the URL
+// and the admin's "user:password".
+func StartAuthInflux(t testing.TB) (url, userPass string) {
+	t.Helper()
+	dir := t.TempDir()
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = "127.0.0.1:%d"
+[meta]
+  dir = %q
+[data]
+  dir = %q
+  wal-dir = %q
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:%d"
+  flux-enabled = true
+  auth-enabled = true
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[logging]
+  level = "warn"
+`, rpc, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), port)
+	cfgPath := filepath.Join(dir, "influxdb.conf")
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(InfluxdPath(), "-config", cfgPath)
+	logf, _ := os.Create(filepath.Join(dir, "influxd.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if resp, err := http.Get(url + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("authenticated influxd did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// With no user yet, 1.8 allows creating the first admin.
+	if err := influxQL(url, "CREATE USER admin WITH PASSWORD 'adm1n-s3cret' WITH ALL PRIVILEGES"); err != nil {
+		t.Fatal(err)
+	}
+	return url, "admin:adm1n-s3cret"
+}
