@@ -233,7 +233,7 @@ func NewPartitionReader(brokers []string, d *kafka.Dialer, topic string, partiti
 
 // DeadLetter is a record for the dead-letter topic.
 type DeadLetter struct {
-	Value     []byte
+	Value []byte
 	// Truncated is the original size when Value was cut to
 	// MaxDeadLetterValue (read back from the header), else 0.
 	Truncated int

@@ -39,11 +39,11 @@ const (
 	ReasonSyntax         Reason = "syntax"        // not valid line protocol / JSON
 	ReasonEmpty          Reason = "empty_message" // a message with no content
 	ReasonTooLarge       Reason = "message_too_large"
-	ReasonNoNumericField Reason = "no_numeric_field" // only string fields (skipped, not dead-lettered)
-	ReasonNonFinite      Reason = "non_finite_value" // NaN or ±Inf
+	ReasonNoNumericField Reason = "no_numeric_field"   // only string fields (skipped, not dead-lettered)
+	ReasonNonFinite      Reason = "non_finite_value"   // NaN or ±Inf
 	ReasonOutOfRange     Reason = "value_out_of_range" // a number float64/int64 cannot hold
-	ReasonWrongType      Reason = "wrong_type"       // e.g. a JSON tag that is not a string
-	ReasonBadTimestamp   Reason = "bad_timestamp"    // unparsable or out of range
+	ReasonWrongType      Reason = "wrong_type"         // e.g. a JSON tag that is not a string
+	ReasonBadTimestamp   Reason = "bad_timestamp"      // unparsable or out of range
 	ReasonFuture         Reason = "timestamp_in_future"
 	ReasonLate           Reason = "late"          // behind the allowed lateness
 	ReasonSeriesCap      Reason = "series_cap"    // a new series past window.max_series
