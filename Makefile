@@ -34,6 +34,7 @@ unit:
 ## fuzz: each fuzz target for FUZZTIME, starting from the corpora in */testdata/fuzz
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocol$$' -fuzztime $(FUZZTIME) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocolMatchesReference$$' -fuzztime $(FUZZTIME) ./ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzJSON$$' -fuzztime $(FUZZTIME) ./ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointBody$$' -fuzztime $(FUZZTIME) ./pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) ./pipeline

@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-
-	"github.com/influxdata/line-protocol/v2/lineprotocol"
 )
 
 // LineProtocol decodes InfluxDB line protocol, as Telegraf's Kafka output
 // writes it: one or more lines per message, multi-field points, any tag
 // order, integer/unsigned/float/boolean fields (string fields are skipped).
-// A bad line is reported to the Handler and the next line is decoded.
+// A bad line is reported to the Handler and the next line is decoded. It
+// does not allocate in steady state.
 type LineProtocol struct {
-	o    Options
-	b    pointBuilder
-	meas []byte
+	o Options
+	b pointBuilder
+	p lpParser
 }
 
 // NewLineProtocol returns a line-protocol decoder.
@@ -25,7 +24,9 @@ func NewLineProtocol(o Options) *LineProtocol {
 	if o.Precision <= 0 {
 		o.Precision = 1
 	}
-	return &LineProtocol{o: o}
+	d := &LineProtocol{o: o}
+	d.p.b = &d.b
+	return d
 }
 
 var errEmpty = errors.New("message has no content")
@@ -40,76 +41,36 @@ func (d *LineProtocol) Decode(value []byte, msgTime int64, h Handler) {
 		h.Bad(value, ReasonEmpty, errEmpty)
 		return
 	}
-	dec := lineprotocol.NewDecoderWithBytes(value)
-	pos := 0
-	for dec.Next() {
-		// The entry's raw text, for the dead-letter record: entries are
-		// found with the decoder's own rules (blank and comment lines
-		// skipped, newlines allowed inside quoted string fields).
-		var raw []byte
-		raw, pos = nextEntry(value, pos)
-		if reason, err := d.decodeLine(dec, msgTime, h); err != nil {
-			h.Bad(raw, reason, err)
+	for pos := skipEmptyLines(value, 0); pos < len(value); pos = skipEmptyLines(value, pos) {
+		start := pos
+		var reason Reason
+		var err error
+		pos, reason, err = d.decodeEntry(value, pos, msgTime, h)
+		if err != nil {
+			h.Bad(bytes.TrimRight(value[start:pos], "\r\n"), reason, err)
 		}
 	}
 }
 
-func (d *LineProtocol) decodeLine(dec *lineprotocol.Decoder, msgTime int64, h Handler) (Reason, error) {
-	d.b.reset()
-	m, err := dec.Measurement()
-	if err != nil {
-		return ReasonSyntax, err
+// decodeEntry decodes the entry at buf[start] and returns where the next
+// one starts.
+func (d *LineProtocol) decodeEntry(buf []byte, start int, msgTime int64, h Handler) (int, Reason, error) {
+	end, meas, tb, e := d.p.parse(buf, start)
+	if e.err != nil {
+		if e.here && e.at > start {
+			return e.at, e.reason, e.err
+		}
+		return recoverLine(buf, e.at), e.reason, e.err
 	}
-	d.meas = append(d.meas[:0], m...)
-	for {
-		k, v, err := dec.NextTag()
-		if err != nil {
-			return ReasonSyntax, err
-		}
-		if k == nil {
-			break
-		}
-		d.b.addTag(k, v)
-	}
-	for {
-		k, v, err := dec.NextField()
-		if err != nil {
-			if errors.Is(err, lineprotocol.ErrValueOutOfRange) {
-				return ReasonOutOfRange, err
-			}
-			return ReasonSyntax, err
-		}
-		if k == nil {
-			break
-		}
-		var f float64
-		switch v.Kind() {
-		case lineprotocol.Float:
-			f = v.FloatV()
-		case lineprotocol.Int:
-			f = float64(v.IntV())
-		case lineprotocol.Uint:
-			f = float64(v.UintV())
-		case lineprotocol.Bool:
-			if v.BoolV() {
-				f = 1
-			}
-		default:
-			continue // strings carry no number to learn from
-		}
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return ReasonNonFinite, fmt.Errorf("field %q is not finite", k)
-		}
-		d.b.addField(k, f)
-	}
-	tb, err := dec.TimeBytes()
-	if err != nil {
-		return ReasonSyntax, err
-	}
+	reason, err := d.point(meas, tb, msgTime, h)
+	return end, reason, err
+}
+
+func (d *LineProtocol) point(meas, tb []byte, msgTime int64, h Handler) (Reason, error) {
 	t := msgTime
 	if tb != nil {
-		t, err = parseTimestamp(tb, d.o.Precision)
-		if err != nil {
+		var err error
+		if t, err = parseTimestamp(tb, d.o.Precision); err != nil {
 			return ReasonBadTimestamp, err
 		}
 	}
@@ -119,7 +80,7 @@ func (d *LineProtocol) decodeLine(dec *lineprotocol.Decoder, msgTime int64, h Ha
 	if len(d.b.fldOff) == 0 {
 		return ReasonNoNumericField, errors.New("point has no numeric field")
 	}
-	h.Point(d.b.finish(d.meas, t))
+	h.Point(d.b.finish(meas, t))
 	return "", nil
 }
 
@@ -140,53 +101,4 @@ func scaleTimestamp(ts, prec int64) (int64, error) {
 		return 0, fmt.Errorf("timestamp %d overflows int64 nanoseconds at precision %dns", ts, prec)
 	}
 	return ts * prec, nil
-}
-
-// nextEntry returns the line-protocol entry that starts at or after pos
-// and the position after it. It skips what the decoder skips (whitespace,
-// empty lines, '#' comments) and ends an entry at the first newline that is
-// not inside a quoted string field value.
-func nextEntry(b []byte, pos int) ([]byte, int) {
-	for pos < len(b) {
-		switch b[pos] {
-		case ' ', '\t', '\r', '\n':
-			pos++
-			continue
-		case '#':
-			for pos < len(b) && b[pos] != '\n' {
-				pos++
-			}
-			continue
-		}
-		break
-	}
-	start := pos
-	section := 0 // 0 measurement and tags, 1 fields, 2 timestamp
-	inQuote, prevSpace := false, false
-	for pos < len(b) {
-		c := b[pos]
-		if c != ' ' {
-			prevSpace = false
-		}
-		switch {
-		case c == '\\' && pos+1 < len(b) && b[pos+1] != '\n':
-			pos += 2
-			continue
-		case inQuote:
-			if c == '"' {
-				inQuote = false
-			}
-		case c == '\n':
-			return bytes.TrimRight(b[start:pos], "\r"), pos + 1
-		case c == '"' && section == 1:
-			inQuote = true
-		case c == ' ':
-			if !prevSpace {
-				section++
-			}
-			prevSpace = true
-		}
-		pos++
-	}
-	return bytes.TrimRight(b[start:], "\r"), pos
 }

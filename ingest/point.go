@@ -134,6 +134,35 @@ func (b *pointBuilder) addTag(k, v []byte) {
 	b.tagOff = append(b.tagOff, span{k0, v0, v0, len(b.scratch)})
 }
 
+// addTagEsc adds a tag whose key and value may hold line-protocol escapes.
+func (b *pointBuilder) addTagEsc(k []byte, kEsc bool, v []byte, vEsc bool) {
+	k0 := len(b.scratch)
+	if kEsc {
+		b.scratch = unescape(b.scratch, k, keyEsc)
+	} else {
+		b.scratch = append(b.scratch, k...)
+	}
+	v0 := len(b.scratch)
+	if vEsc {
+		b.scratch = unescape(b.scratch, v, keyEsc)
+	} else {
+		b.scratch = append(b.scratch, v...)
+	}
+	b.tagOff = append(b.tagOff, span{k0, v0, v0, len(b.scratch)})
+}
+
+// addFieldEsc adds a field whose key may hold line-protocol escapes.
+func (b *pointBuilder) addFieldEsc(k []byte, kEsc bool, v float64) {
+	if !kEsc {
+		b.addField(k, v)
+		return
+	}
+	k0 := len(b.scratch)
+	b.scratch = unescape(b.scratch, k, keyEsc)
+	b.fldOff = append(b.fldOff, span{k0: k0, k1: len(b.scratch)})
+	b.vals = append(b.vals, v)
+}
+
 func (b *pointBuilder) addField(k []byte, v float64) {
 	k0 := len(b.scratch)
 	b.scratch = append(b.scratch, k...)

@@ -48,20 +48,22 @@ func AppendSeriesPrefix(dst []byte, p *Point) []byte {
 	return dst
 }
 
-const (
-	measurementEsc = ", #\\"
-	tagEsc         = ",= #\\"
-	fieldEsc       = "#\\"
+var (
+	measurementEsc = escSet(", #\\")
+	tagEsc         = escSet(",= #\\")
+	fieldEsc       = escSet("#\\")
 )
 
-func appendEscaped(dst, s []byte, esc string) []byte {
-	for _, c := range s {
-		if strings.IndexByte(esc, c) >= 0 {
+func appendEscaped(dst, s []byte, esc *byteSet) []byte {
+	j := 0
+	for i, c := range s {
+		if esc[c] {
+			dst = append(dst, s[j:i]...)
 			dst = append(dst, '\\')
+			j = i
 		}
-		dst = append(dst, c)
 	}
-	return dst
+	return append(dst, s[j:]...)
 }
 
 // SeriesID is a parsed series key.
