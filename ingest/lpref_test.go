@@ -29,7 +29,6 @@ func newRefLineProtocol(o Options) *refLineProtocol {
 	return &refLineProtocol{o: o}
 }
 
-
 // Decode implements Decoder.
 func (d *refLineProtocol) Decode(value []byte, msgTime int64, h Handler) {
 	if d.o.MaxMessageBytes > 0 && len(value) > d.o.MaxMessageBytes {
