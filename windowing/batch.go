@@ -71,8 +71,8 @@ func (b *batchBuilder) reserve() {
 
 // appendWindow appends one window. vals and obs are given as up to two
 // segments each (a ring buffer's two halves).
-func (b *batchBuilder) appendWindow(key string, end, interval int64, seq uint64, v1, v2 []float64, o1, o2 []bool) {
-	_ = b.series.AppendString(key)
+func (b *batchBuilder) appendWindow(key []byte, end, interval int64, seq uint64, v1, v2 []float64, o1, o2 []bool) {
+	_ = b.series.Append(key)
 	b.end.Append(arrow.Timestamp(end))
 	b.ivl.Append(arrow.Duration(interval))
 	b.seq.Append(seq)

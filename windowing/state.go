@@ -80,6 +80,7 @@ func (w *Windower) LoadState(r *binenc.Reader) error {
 		nc := r.Len(MaxChannels, 1)
 		for c := 0; c < nc && r.Err() == nil; c++ {
 			ch := channel{name: r.String(1 << 16), key: r.String(1 << 17)}
+			ch.keyB = []byte(ch.key)
 			ch.vals = r.F64s(nil, maxRing)
 			ch.obs = r.Bools(nil, maxRing)
 			want := 0

@@ -17,7 +17,6 @@ import (
 	"cmp"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -155,6 +154,7 @@ type series struct {
 type channel struct {
 	name string // field name (multichannel mode)
 	key  string // series key of the rows emitted for it
+	keyB []byte // the same, for the Arrow dictionary builder
 	vals []float64
 	obs  []bool
 }
@@ -225,7 +225,7 @@ func (w *Windower) lookup(key []byte) (*series, Outcome) {
 // channelOf returns the index of field name in s, adding a channel (all
 // gaps so far) if it is new; -1 past MaxChannels.
 func (w *Windower) channelOf(s *series, name []byte) int {
-	i, found := slices.BinarySearchFunc(s.chans, name, func(c channel, n []byte) int { return strings.Compare(c.name, string(n)) })
+	i, found := slices.BinarySearchFunc(s.chans, name, compareName)
 	if found {
 		return i
 	}
@@ -247,8 +247,20 @@ func (w *Windower) channelOf(s *series, name []byte) int {
 	return i
 }
 
+// compareName orders a channel by name against a field name, without
+// converting either.
+func compareName(c channel, n []byte) int {
+	a := c.name
+	for i := 0; i < len(a) && i < len(n); i++ {
+		if a[i] != n[i] {
+			return int(a[i]) - int(n[i])
+		}
+	}
+	return len(a) - len(n)
+}
+
 func (w *Windower) addChannel(s *series, name, key string) {
-	c := channel{name: name, key: key}
+	c := channel{name: name, key: key, keyB: []byte(key)}
 	if s.interval > 0 {
 		c.vals, c.obs = w.ring(s)
 	}
@@ -459,7 +471,7 @@ func (w *Windower) emitWindow(s *series, end int64) {
 	for k := range s.chans {
 		c := &s.chans[k]
 		v1, v2, o1, o2 := seg(c)
-		w.bb.appendWindow(c.key, end*s.interval, s.interval, s.seq, v1, v2, o1, o2)
+		w.bb.appendWindow(c.keyB, end*s.interval, s.interval, s.seq, v1, v2, o1, o2)
 		w.stats.Windows++
 	}
 	if w.bb.n >= w.cfg.BatchSize {
