@@ -129,7 +129,7 @@ type Window struct {
 // Model configures the online learner.
 type Model struct {
 	// Kind is the learner: "rls" (per-series recursive least squares on the
-	// window's lags).
+	// window's lags) or "none" (learning off: only training-step counts).
 	Kind string `toml:"kind"`
 	// Name is the value of the output's model tag.
 	Name string `toml:"name"`
@@ -385,9 +385,9 @@ func (c *Config) Validate() error {
 
 	m := &c.Model
 	switch m.Kind {
-	case "rls":
+	case "rls", "none":
 	default:
-		bad("model.kind: %q is not one of rls", m.Kind)
+		bad("model.kind: %q is not one of rls, none", m.Kind)
 	}
 	if m.Name == "" {
 		bad("model.name: set the value of the output's model tag")

@@ -149,6 +149,7 @@ func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation,
 		end = ends[a.Partition]
 	}
 	pt.log.Info("partition assigned", "start_offset", start, "committed", a.Committed, "end_offset", end)
+	p.o.Timing.assigned(p.o.Now())
 	if end >= 0 && start >= end {
 		return nil // nothing to read
 	}
@@ -218,23 +219,38 @@ func (pt *partition) windowStage(ctx context.Context, src Source, end int64) err
 	cfg := pt.p.cfg
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs := make(chan kafka.Message, 1024)
+	// The fetcher hands over slices of messages, so the channel and select
+	// cost is paid per slice, not per message. A slice goes out when full,
+	// or fetchLinger after its first message when the stream is slow.
+	batches := make(chan []kafka.Message, 2)
+	free := make(chan []kafka.Message, 4)
+	for i := 0; i < cap(free); i++ {
+		free <- make([]kafka.Message, 0, fetchSlice)
+	}
 	fetchDone := make(chan struct{})
 	var fetchErr error // written by the fetcher, read after fetchDone
 	go func() {
 		defer close(fetchDone)
-		defer close(msgs)
+		defer close(batches)
 		for {
-			m, err := src.FetchMessage(fctx)
+			var buf []kafka.Message
+			select {
+			case buf = <-free:
+			case <-fctx.Done():
+				return
+			}
+			buf, err := fillSlice(fctx, src, buf[:0])
+			if len(buf) > 0 {
+				select {
+				case batches <- buf:
+				case <-fctx.Done():
+					return
+				}
+			}
 			if err != nil {
 				if fctx.Err() == nil && !errors.Is(err, io.EOF) {
 					fetchErr = fmt.Errorf("fetch: %w", err)
 				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-fctx.Done():
 				return
 			}
 		}
@@ -247,18 +263,22 @@ func (pt *partition) windowStage(ctx context.Context, src Source, end int64) err
 	defer ckpt.Stop()
 	for {
 		select {
-		case m, ok := <-msgs:
+		case batch, ok := <-batches:
 			if !ok { // the source ended or failed: keep what was read, then report
 				pt.checkpoint()
 				cancel()
 				<-fetchDone
 				return fetchErr
 			}
-			pt.handle(&m)
-			if end >= 0 && pt.next >= end {
-				pt.checkpoint()
-				return nil
+			for i := range batch {
+				pt.handle(&batch[i])
+				if end >= 0 && pt.next >= end {
+					pt.checkpoint()
+					return nil
+				}
 			}
+			clear(batch) // drop the references to the message buffers
+			free <- batch[:0]
 		case <-flush.C:
 			pt.win.Flush()
 			pt.exportStats()
@@ -273,6 +293,36 @@ func (pt *partition) windowStage(ctx context.Context, src Source, end int64) err
 			return nil
 		}
 	}
+}
+
+// fetchSlice is the number of messages handed from the fetcher to the
+// windowing stage at once; fetchLinger how long a partial slice waits.
+const (
+	fetchSlice  = 256
+	fetchLinger = 5 * time.Millisecond
+)
+
+// fillSlice appends messages from src to buf until it is full, or until
+// fetchLinger has passed since the first one; the error is the source's.
+func fillSlice(ctx context.Context, src Source, buf []kafka.Message) ([]kafka.Message, error) {
+	m, err := src.FetchMessage(ctx) // the first message: wait as long as it takes
+	if err != nil {
+		return buf, err
+	}
+	buf = append(buf, m)
+	lctx, stop := context.WithTimeout(ctx, fetchLinger)
+	defer stop()
+	for len(buf) < cap(buf) {
+		m, err := src.FetchMessage(lctx)
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return buf, nil // the linger is over: hand over what there is
+			}
+			return buf, err
+		}
+		buf = append(buf, m)
+	}
+	return buf, nil
 }
 
 // handle folds one message into the windows.
@@ -452,9 +502,18 @@ func (pt *partition) learnStage(ctx context.Context) error {
 func (pt *partition) learnItem(ctx context.Context, it *item) error {
 	m := pt.p.m
 	if it.rec != nil {
-		err := pt.learnBatch(ctx, it)
+		err := pt.learnBatch(it)
 		it.rec.Release()
 		if err != nil {
+			return err
+		}
+	}
+	// Results accumulate into requests of influx.batch_points lines; they
+	// are written before any checkpoint (which lets offsets be committed),
+	// and as soon as the stage has caught up, so an idle stream's results
+	// do not wait.
+	if pt.enc.Lines() >= pt.p.cfg.Influx.BatchPoints || it.snapshot != nil || len(pt.items) == 0 {
+		if err := pt.flushSink(ctx, it); err != nil {
 			return err
 		}
 	}
@@ -490,12 +549,15 @@ func (pt *partition) learnItem(ctx context.Context, it *item) error {
 		} else {
 			pt.uncommitted.Store(false)
 			m.Commits.Inc()
+			pt.p.o.Timing.committed(pt.p.o.Now())
 		}
 	}
 	return nil
 }
 
-func (pt *partition) learnBatch(ctx context.Context, it *item) error {
+// learnBatch learns from a batch and encodes its results (written later by
+// flushSink).
+func (pt *partition) learnBatch(it *item) error {
 	m := pt.p.m
 	t0 := time.Now()
 	out, err := pt.learner.Step(it.rec)
@@ -517,21 +579,33 @@ func (pt *partition) learnBatch(ctx context.Context, it *item) error {
 		}
 	}
 
-	pt.enc.Reset()
+	nerr := len(pt.enc.Errors())
 	pt.enc.Encode(&sinks.Result{
 		Topic: pt.topic, Partition: pt.part, Model: pt.learner.Name(),
 		Batch: &b, Out: out, Resolved: resolved,
 	})
-	for _, e := range pt.enc.Errors() {
+	for _, e := range pt.enc.Errors()[nerr:] {
 		it.dls = append(it.dls, ingest.DeadLetter{
 			Value: []byte(e.Series), Reason: ingest.ReasonSinkRejected, Err: "encode result: " + e.Err.Error(),
 			Topic: pt.topic, Partition: pt.part, Offset: -1,
 		})
 	}
+	return nil
+}
+
+// flushSink writes the encoded results; what InfluxDB rejects as bad data
+// joins it's dead letters.
+func (pt *partition) flushSink(ctx context.Context, it *item) error {
+	m := pt.p.m
+	if pt.enc.Lines() == 0 {
+		pt.enc.Reset()
+		return nil
+	}
 	rejected, err := pt.p.o.Sink.Write(ctx, pt.enc.Bytes())
 	if err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
+	pt.enc.Reset()
 	for _, r := range rejected {
 		m.SinkRejected.Inc()
 		it.dls = append(it.dls, ingest.DeadLetter{

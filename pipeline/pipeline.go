@@ -66,6 +66,8 @@ type Options struct {
 	ExtraTags []ingest.KV
 	// Progress, if set, counts the messages and points read.
 	Progress *Progress
+	// Timing, if set, records when consumption started and the last commit.
+	Timing *Timing
 }
 
 // Pipeline runs the stages for the partitions the group assigns.
@@ -112,6 +114,8 @@ func New(o Options) (*Pipeline, error) {
 // NewLearner builds the learner configured in cfg.Model.
 func NewLearner(cfg config.Config) (models.Learner, error) {
 	switch cfg.Model.Kind {
+	case "none":
+		return models.NewNull(cfg.Model.Name, 64), nil
 	case "rls":
 		return models.NewForecaster(models.ForecasterConfig{
 			Name:       cfg.Model.Name,
@@ -205,4 +209,23 @@ func startKind(s string) (ingest.StartKind, time.Time) {
 type Progress struct {
 	Messages atomic.Int64
 	Points   atomic.Int64
+}
+
+// Timing records the span of a run for benchmarks: the first partition
+// assignment and the last successful commit, in Unix nanoseconds.
+type Timing struct {
+	FirstAssigned atomic.Int64
+	LastCommit    atomic.Int64
+}
+
+func (t *Timing) assigned(now time.Time) {
+	if t != nil {
+		t.FirstAssigned.CompareAndSwap(0, now.UnixNano())
+	}
+}
+
+func (t *Timing) committed(now time.Time) {
+	if t != nil {
+		t.LastCommit.Store(now.UnixNano())
+	}
 }

@@ -32,6 +32,8 @@ type ServiceOptions struct {
 	ExtraTags []ingest.KV
 	// Progress, if set, counts the messages and points read.
 	Progress *Progress
+	// Timing, if set, records the span of the run.
+	Timing *Timing
 }
 
 // InfluxConfig maps the [influx] section to the writer's config, reading
@@ -99,7 +101,7 @@ func Connect(ctx context.Context, cfg config.Config, o ServiceOptions) (*Pipelin
 	p, err := New(Options{
 		Config: cfg, Log: log, Metrics: m, Sink: influx, DeadLetters: dlq, Dialer: dialer,
 		UntilEnd: o.UntilEnd, NewLearner: o.NewLearner, ExtraTags: o.ExtraTags, Progress: o.Progress,
-		WarmupFrom: o.WarmupFrom,
+		WarmupFrom: o.WarmupFrom, Timing: o.Timing,
 	})
 	if err != nil {
 		closeAll()

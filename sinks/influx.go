@@ -52,11 +52,12 @@ type WriteObserver interface {
 type Influx struct {
 	cfg    InfluxConfig
 	client influxdb2.Client
-	write  api.WriteAPIBlocking
+	write  api.WriteAPIBlocking // gzip
+	plain  influxdb2.Client
+	writeP api.WriteAPIBlocking // no gzip, for small requests
 	log    *slog.Logger
 	obs    WriteObserver
 	v1     bool
-	lines  []int // line start offsets, reused
 }
 
 // NewInflux connects, checks the server's health and creates the bucket if
@@ -70,6 +71,12 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 	s := &Influx{cfg: cfg, log: log, obs: obs}
 	s.client = influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
 	s.write = s.client.WriteAPIBlocking(cfg.Org, cfg.Bucket)
+	// The client makes a new gzip writer (about 1 MB) per request: for small
+	// requests that costs more than it saves.
+	plainOpts := influxdb2.DefaultOptions().SetUseGZip(false).
+		SetHTTPRequestTimeout(uint(max(1, cfg.Timeout/time.Second))).SetLogLevel(0)
+	s.plain = influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, plainOpts)
+	s.writeP = s.plain.WriteAPIBlocking(cfg.Org, cfg.Bucket)
 
 	var version string
 	err := s.retry(ctx, "connect to InfluxDB at "+cfg.URL, func() error {
@@ -92,7 +99,7 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 	log.Info("influxdb connected", "url", cfg.URL, "version", version, "bucket", cfg.Bucket)
 	if cfg.CreateBucket {
 		if err := s.ensureBucket(ctx); err != nil {
-			s.client.Close()
+			s.Close()
 			return nil, err
 		}
 	}
@@ -102,9 +109,10 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 // Client is the underlying client, for queries.
 func (s *Influx) Client() influxdb2.Client { return s.client }
 
-// Close releases the client's connections.
+// Close releases the clients' connections.
 func (s *Influx) Close() error {
 	s.client.Close()
+	s.plain.Close()
 	return nil
 }
 
@@ -152,13 +160,14 @@ func createDatabaseV1(ctx context.Context, base, token, db string) error {
 
 // Write stores lines (newline-terminated line protocol) in requests of at
 // most BatchPoints lines. It returns once every line is written or
-// rejected; the error is non-nil only when ctx ends first.
+// rejected; the error is non-nil only when ctx ends first. It is safe for
+// concurrent use (each partition writes its own results).
 func (s *Influx) Write(ctx context.Context, lines []byte) ([]Rejected, error) {
-	s.lines = lineStarts(s.lines[:0], lines)
+	starts := lineStarts(nil, lines)
 	var rejected []Rejected
-	for i := 0; i < len(s.lines); i += s.cfg.BatchPoints {
-		j := min(i+s.cfg.BatchPoints, len(s.lines))
-		chunk := lines[s.lines[i]:end(s.lines, j, len(lines))]
+	for i := 0; i < len(starts); i += s.cfg.BatchPoints {
+		j := min(i+s.cfg.BatchPoints, len(starts))
+		chunk := lines[starts[i]:end(starts, j, len(lines))]
 		rj, err := s.writeChunk(ctx, chunk, j-i)
 		rejected = append(rejected, rj...)
 		if err != nil {
@@ -194,7 +203,11 @@ func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejecte
 	var rejectedErr error
 	err := s.retry(ctx, "write to InfluxDB", func() error {
 		t0 := time.Now()
-		err := s.write.WriteRecord(ctx, string(bytes.TrimRight(chunk, "\n")))
+		w := s.writeP
+		if s.cfg.Gzip && len(chunk) >= gzipMin {
+			w = s.write
+		}
+		err := w.WriteRecord(ctx, string(bytes.TrimRight(chunk, "\n")))
 		if err == nil {
 			if s.obs != nil {
 				s.obs.WriteDone(n, time.Since(t0))
@@ -239,6 +252,9 @@ func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejecte
 }
 
 var errSplit = errors.New("request too large; splitting")
+
+// gzipMin is the smallest request body worth compressing.
+const gzipMin = 64 << 10
 
 // retryable4xx are client errors that a fix on the server side (a token, a
 // database, a rate limit) cures without changing the data.

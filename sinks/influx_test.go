@@ -2,6 +2,7 @@ package sinks_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -92,5 +93,37 @@ func TestInfluxWriteIsIdempotent(t *testing.T) {
 	}
 	if got := count(ctx, t, in.URL, in.Database); len(got) != 2 {
 		t.Fatalf("%d points after writing 2 twice", len(got))
+	}
+}
+
+// TestInfluxConcurrentWrites: partitions write at once (run with -race).
+func TestInfluxConcurrentWrites(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, in := newInflux(t, 7)
+	done := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		go func() {
+			var b []byte
+			for i := 0; i < 50; i++ {
+				b = append(b, fmt.Sprintf("m,w=%d v=%d %d\n", w, i, i+1)...)
+			}
+			_, err := s.Write(ctx, b)
+			done <- err
+		}()
+	}
+	for w := 0; w < 4; w++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := influxdb2.NewClient(in.URL, "")
+	defer c.Close()
+	res, err := c.QueryAPI("").Query(ctx, `from(bucket: "`+in.Database+`") |> range(start: 0) |> filter(fn: (r) => r._measurement == "m") |> group() |> count()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	if !res.Next() || res.Record().Value().(int64) != 200 {
+		t.Fatalf("points after concurrent writes: %v", res.Record())
 	}
 }

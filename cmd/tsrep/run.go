@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
+	rpprof "runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +28,7 @@ func init() { registry = append(registry, newRunCmd) }
 func newRunCmd() *cobra.Command {
 	var cfgPath string
 	var dryRun, untilEnd bool
-	var warmup string
+	var warmup, timingOut, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Consume the configured topics, learn, and write to InfluxDB until stopped (SIGINT/SIGTERM drain first)",
@@ -60,21 +62,49 @@ func newRunCmd() *cobra.Command {
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				if err := rpprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer func() { rpprof.StopCPUProfile(); f.Close() }()
+			}
+			if memProfile != "" {
+				defer func() {
+					if f, err := os.Create(memProfile); err == nil {
+						runtime.GC()
+						_ = rpprof.WriteHeapProfile(f)
+						f.Close()
+					}
+				}()
+			}
+			var tm pipeline.Timing
 			ready := make(chan struct{})
 			stopOps, err := startOps(cfg.HTTP, reg, ready, log)
 			if err != nil {
 				return err
 			}
 			defer stopOps()
-			return pipeline.RunService(cmd.Context(), cfg, pipeline.ServiceOptions{
-				Log: log, Registry: reg, UntilEnd: untilEnd, WarmupFrom: warmFrom,
+			err = pipeline.RunService(cmd.Context(), cfg, pipeline.ServiceOptions{
+				Log: log, Registry: reg, UntilEnd: untilEnd, WarmupFrom: warmFrom, Timing: &tm,
 				Ready: func() { close(ready) },
 			})
+			if err != nil {
+				return err
+			}
+			return writeTiming(timingOut, &tm)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the configuration, check the connections (Kafka, InfluxDB, checkpoint directory) and exit")
 	cmd.Flags().BoolVar(&untilEnd, "until-end", false, "stop once every assigned partition reaches the end offset it had when assigned")
+	cmd.Flags().StringVar(&timingOut, "timing-out", "", "write the first-assignment and last-commit times here (benchmarks)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile here")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile here on exit")
+	_ = cmd.Flags().MarkHidden("timing-out")
 	cmd.Flags().StringVar(&warmup, "warmup-from", "", "partitions without a checkpoint start at this time (RFC 3339 or -72h) instead of kafka.start: learn from history, then continue live")
 	return cmd
 }

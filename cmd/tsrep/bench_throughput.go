@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tsrep/tsrep/bench/throughput"
+	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/pipeline"
+)
+
+func init() {
+	benchSubcommands = append(benchSubcommands, newBenchThroughputCmd, newBenchConsumeCmd)
+}
+
+func newBenchThroughputCmd() *cobra.Command {
+	o := throughput.Options{}
+	var asJSON bool
+	var influxURL string
+	cmd := &cobra.Command{
+		Use:   "throughput",
+		Short: "End-to-end speed: a bare consumer (a) vs tsrep with learning off (b) and in full (c), on one preloaded topic",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.Bin = bin
+			o.InfluxURL = influxURL
+			if o.Dir == "" {
+				if o.Dir, err = os.MkdirTemp("", "tsrep-bench-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(o.Dir)
+			}
+			o.Log = newLogger(config.Log{Level: "info", Format: "text"})
+			res, err := throughput.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				e := json.NewEncoder(os.Stdout)
+				e.SetIndent("", "  ")
+				return e.Encode(res)
+			}
+			printThroughput(res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Points, "points", 5_000_000, "points to preload (one per message)")
+	f.IntVar(&o.Series, "series", 1000, "series they are spread over")
+	f.IntVar(&o.Partitions, "partitions", 4, "partitions of the topic")
+	f.StringVar(&o.Data, "data", "", "CSV whose columns are tiled over the series (e.g. data/ETT/ETTh1.csv); default: generated sinusoids with noise")
+	f.IntVar(&o.Length, "length", 64, "window length")
+	f.IntVar(&o.Stride, "stride", 8, "window stride")
+	f.StringVar(&o.Model, "model", "rls", "learner of (c) (model.kind)")
+	f.IntVar(&o.Dim, "dim", 32, "embedding size of (c)")
+	f.StringVar(&influxURL, "influx-url", "http://127.0.0.1:8086", "InfluxDB that (b) and (c) write to")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write (c)'s CPU profile here (and print the stage profile)")
+	f.StringVar(&o.HeapProfile, "memprofile", "", "write (c)'s heap profile here at the end")
+	f.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object with every figure")
+	return cmd
+}
+
+func printThroughput(r *throughput.Result) {
+	o := r.Options
+	data := "generated sinusoids"
+	if o.Data != "" {
+		data = filepath.Base(o.Data)
+	}
+	fmt.Printf("%d points over %d series, %d partitions (%s), window %d stride %d, learner %s, embeddings %d\n",
+		o.Points, o.Series, o.Partitions, data, o.Length, o.Stride, o.Model, o.Dim)
+	fmt.Printf("%s; %s; topic preloaded in %.1fs\n\n", r.Machine, r.Date, r.ProduceSec)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "phase\tpoints/s\tseconds\tCPU s\tpeak RSS\tratio to (a)\twhat")
+	for _, p := range r.Phases {
+		fmt.Fprintf(tw, "(%s)\t%.0f\t%.2f\t%.2f\t%d MiB\t%.2f\t%s\n", p.Name, p.PointsPerSec, p.Seconds, p.CPUSeconds, p.PeakRSSBytes>>20,
+			p.PointsPerSec/r.Phases[0].PointsPerSec, p.What)
+	}
+	tw.Flush()
+	fmt.Printf("\n(b)/(a) = %.2f, (c)/(a) = %.2f\n", r.RatioB, r.RatioC)
+	if len(r.Stages) > 0 {
+		fmt.Printf("\nwhere (c)'s CPU time goes (CPU profile, by call stack):\n")
+		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		for _, s := range r.Stages {
+			fmt.Fprintf(tw, "  %s\t%.2fs\t%.1f%%\n", s.Name, s.Seconds, 100*s.Share)
+		}
+		tw.Flush()
+	}
+}
+
+// newBenchConsumeCmd is phase (a), run as a child by `bench throughput`.
+func newBenchConsumeCmd() *cobra.Command {
+	var brokers, topic, group, timingOut string
+	cmd := &cobra.Command{
+		Use:    "consume",
+		Short:  "Phase (a) of bench throughput: fetch a topic to its end, discard, commit",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var tm pipeline.Timing
+			n, err := throughput.Consume(cmd.Context(), []string{brokers}, topic, group, &tm, newLogger(config.Log{Level: "warn", Format: "text"}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "consumed %d messages\n", n)
+			return writeTiming(timingOut, &tm)
+		},
+	}
+	cmd.Flags().StringVar(&brokers, "brokers", "127.0.0.1:9092", "broker")
+	cmd.Flags().StringVar(&topic, "topic", "bench", "topic")
+	cmd.Flags().StringVar(&group, "group", "bench-a", "group")
+	cmd.Flags().StringVar(&timingOut, "timing-out", "", "write the first-assignment and last-commit times here")
+	return cmd
+}
+
+// writeTiming writes a run's span as JSON, if path is set.
+func writeTiming(path string, tm *pipeline.Timing) error {
+	if path == "" {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]int64{"FirstAssigned": tm.FirstAssigned.Load(), "LastCommit": tm.LastCommit.Load()})
+	return os.WriteFile(path, b, 0o644)
+}
+
+var _ = time.Second
