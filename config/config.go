@@ -128,16 +128,34 @@ type Window struct {
 
 // Model configures the online learner.
 type Model struct {
-	// Kind is the learner: "rls" (per-series recursive least squares on the
-	// window's lags) or "none" (learning off: only training-step counts).
+	// Kind is the learner: "ssl" (the self-supervised encoder with its
+	// three objectives), "rls" (per-series recursive least squares on the
+	// window's lags only) or "none" (learning off: training-step counts).
 	Kind string `toml:"kind"`
 	// Name is the value of the output's model tag.
 	Name string `toml:"name"`
-	// Order is the number of lags of the autoregression (rls).
+	// Order is the number of lags of the autoregression (rls, and the
+	// linear forecast path of ssl).
 	Order int `toml:"order"`
 	// Forgetting is the RLS forgetting factor in (0, 1].
 	Forgetting float64 `toml:"forgetting"`
 	Seed       int64   `toml:"seed"`
+	// Dim is the embedding size (ssl); Hidden the width of its hidden layers.
+	Dim    int `toml:"dim"`
+	Hidden int `toml:"hidden"`
+	// TrainBatch is the number of windows of one optimiser step (ssl); the
+	// other windows of the step are the contrastive negatives.
+	TrainBatch   int     `toml:"train_batch"`
+	LearningRate float64 `toml:"learning_rate"`
+	// Temperature of the InfoNCE loss (ssl).
+	Temperature float64 `toml:"temperature"`
+	// Weights of the three objectives in the summed loss (ssl).
+	WeightForecast float64 `toml:"weight_forecast"`
+	WeightImpute   float64 `toml:"weight_impute"`
+	WeightContrast float64 `toml:"weight_contrast"`
+	// EmbedEvery writes a series' embedding every this many windows (ssl),
+	// so the sink keeps up at high input rates.
+	EmbedEvery int `toml:"embed_every"`
 }
 
 // Influx configures the InfluxDB sink.
@@ -219,11 +237,20 @@ func Default() Config {
 			LatePolicy:    "drop",
 		},
 		Model: Model{
-			Kind:       "rls",
-			Name:       "rls",
-			Order:      24,
-			Forgetting: 0.9999,
-			Seed:       1,
+			Kind:           "ssl",
+			Name:           "ssl",
+			Order:          24,
+			Forgetting:     0.9999,
+			Seed:           1,
+			Dim:            32,
+			Hidden:         64,
+			TrainBatch:     128,
+			LearningRate:   1e-3,
+			Temperature:    0.2,
+			WeightForecast: 1,
+			WeightImpute:   1,
+			WeightContrast: 0.1,
+			EmbedEvery:     1,
 		},
 		Influx: Influx{
 			URL:               "http://127.0.0.1:8086",
@@ -385,9 +412,29 @@ func (c *Config) Validate() error {
 
 	m := &c.Model
 	switch m.Kind {
-	case "rls", "none":
+	case "ssl", "rls", "none":
 	default:
-		bad("model.kind: %q is not one of rls, none", m.Kind)
+		bad("model.kind: %q is not one of ssl, rls, none", m.Kind)
+	}
+	if m.Kind == "ssl" {
+		if m.Dim < 1 || m.Hidden < 4 {
+			bad("model.dim and model.hidden: %d and %d must be at least 1 and 4", m.Dim, m.Hidden)
+		}
+		if m.TrainBatch < 2 || m.TrainBatch > w.MaxSeries {
+			bad("model.train_batch: %d must be in [2, window.max_series=%d]", m.TrainBatch, w.MaxSeries)
+		}
+		if !(m.LearningRate > 0) || !(m.Temperature > 0) {
+			bad("model.learning_rate and model.temperature must be > 0")
+		}
+		if m.WeightForecast < 0 || m.WeightImpute < 0 || m.WeightContrast < 0 {
+			bad("model.weight_*: must be >= 0")
+		}
+		if m.EmbedEvery < 1 {
+			bad("model.embed_every: must be >= 1")
+		}
+		if w.Length >= 4 && m.Order > w.Length-2 {
+			bad("model.order: %d must be at most window.length-2=%d for ssl", m.Order, w.Length-2)
+		}
 	}
 	if m.Name == "" {
 		bad("model.name: set the value of the output's model tag")

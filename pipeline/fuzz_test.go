@@ -43,6 +43,9 @@ func (f fuzzPipe) fresh(t testing.TB) *partition {
 func fuzzPipeline(t testing.TB) fuzzPipe {
 	cfg := config.Default()
 	cfg.Window.MaxSeries = 50
+	cfg.Model.TrainBatch = 16
+	cfg.Model.Dim, cfg.Model.Hidden, cfg.Model.Order = 4, 8, 4
+	cfg.Window.Length, cfg.Window.Stride = 16, 4
 	cfg.Pipeline.CheckpointDir = t.TempDir()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

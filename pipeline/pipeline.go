@@ -114,6 +114,17 @@ func New(o Options) (*Pipeline, error) {
 // NewLearner builds the learner configured in cfg.Model.
 func NewLearner(cfg config.Config) (models.Learner, error) {
 	switch cfg.Model.Kind {
+	case "ssl":
+		m := cfg.Model
+		c := models.DefaultSSLConfig(m.Name, cfg.Window.Length, cfg.Window.Stride)
+		c.Dim, c.Hidden, c.TrainBatch = m.Dim, m.Hidden, m.TrainBatch
+		c.MaxSeries = cfg.Window.MaxSeries
+		c.LearningRate, c.Temperature = m.LearningRate, m.Temperature
+		c.WeightForecast, c.WeightImpute, c.WeightContrast = m.WeightForecast, m.WeightImpute, m.WeightContrast
+		c.ARLags, c.Forgetting = m.Order, m.Forgetting
+		c.EmbedEvery = m.EmbedEvery
+		c.Seed = uint64(m.Seed)
+		return models.NewSSL(c)
 	case "none":
 		return models.NewNull(cfg.Model.Name, 64), nil
 	case "rls":

@@ -1,0 +1,260 @@
+package quality
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/tsrep/tsrep/dataset"
+	"github.com/tsrep/tsrep/models"
+)
+
+const (
+	etth1 = "../../data/ETT/ETTh1.csv"
+	ucr   = "../../data/UCR/"
+)
+
+// small is a learner configuration small enough for quick tests.
+func small() Common {
+	cfg := models.DefaultSSLConfig("ssl", 3, 1)
+	cfg.Dim, cfg.Hidden, cfg.TrainBatch, cfg.MaxSeries, cfg.ARLags = 8, 16, 16, 64, 8
+	return Common{Model: cfg, Epochs: 1, BatchSize: 50}
+}
+
+func TestParseSplit(t *testing.T) {
+	for _, tc := range []struct {
+		train, val, test string
+		total            int
+		want             Split
+		err              bool
+	}{
+		{"2880", "720", "10800", 17420, Split{2880, 720, 10800}, false},
+		{"0.6", "0.2", "0.2", 1000, Split{600, 200, 200}, false},
+		{"100", "0", "0.5", 1000, Split{100, 0, 500}, false},
+		{"900", "100", "100", 1000, Split{}, true},
+		{"abc", "1", "1", 10, Split{}, true},
+		{"1.5", "1", "1", 10, Split{}, true},
+		{"0", "1", "1", 10, Split{}, true},
+	} {
+		got, err := ParseSplit(tc.train, tc.val, tc.test, tc.total)
+		if (err != nil) != tc.err || (!tc.err && got != tc.want) {
+			t.Errorf("ParseSplit(%s, %s, %s, %d) = %v, %v", tc.train, tc.val, tc.test, tc.total, got, err)
+		}
+	}
+}
+
+func TestInterpolationBaselines(t *testing.T) {
+	nan := math.NaN()
+	vals := []float64{nan, 2, nan, nan, 8, nan}
+	obs := []bool{false, true, false, false, true, false}
+	lin := make([]float64, 6)
+	locf := make([]float64, 6)
+	linInterp(vals, obs, lin)
+	carryForward(vals, obs, locf)
+	wantLin := []float64{2, 2, 4, 6, 8, 8}
+	wantLOCF := []float64{2, 2, 2, 2, 8, 8}
+	for i := range lin {
+		if lin[i] != wantLin[i] || locf[i] != wantLOCF[i] {
+			t.Fatalf("linear %v, locf %v; want %v, %v", lin, locf, wantLin, wantLOCF)
+		}
+	}
+}
+
+func TestProbesSeparable(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	gen := func(n int) ([][]float64, []string) {
+		var x [][]float64
+		var y []string
+		for i := 0; i < n; i++ {
+			c := i % 3
+			v := make([]float64, 10)
+			for j := range v {
+				v[j] = r.NormFloat64()
+			}
+			v[c] += 4
+			x = append(x, v)
+			y = append(y, string(rune('a'+c)))
+		}
+		return x, y
+	}
+	xtr, ytr := gen(60)
+	xte, yte := gen(90)
+	if acc := ridgeAccuracy(xtr, ytr, xte, yte); acc < 0.95 {
+		t.Fatalf("ridge accuracy %.3f on separable classes", acc)
+	}
+	if acc := logregAccuracy(xtr, ytr, xte, yte); acc < 0.95 {
+		t.Fatalf("logistic accuracy %.3f on separable classes", acc)
+	}
+	if acc := nnAccuracy(xtr, ytr, xte, yte, cosineDist); acc < 0.9 {
+		t.Fatalf("1-NN accuracy %.3f on separable classes", acc)
+	}
+}
+
+func TestPool(t *testing.T) {
+	wins := [][]float64{{1, 0}, {3, 0}, {5, 4}, {7, 0}}
+	got := pool(wins, 2)
+	want := []float64{4, 1, 2, 0, 6, 2, 7, 4} // mean; two half means; max
+	if len(got) != len(want) {
+		t.Fatalf("pool = %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("pool = %v, want %v", got, want)
+		}
+	}
+}
+
+// TestRunForecast runs the protocol on a short slice of ETTh1 and checks
+// the repeat-last-value baseline against a direct computation.
+func TestRunForecast(t *testing.T) {
+	o := ForecastOptions{
+		Common: small(), Path: etth1, Train: "200", Val: "50", Test: "150", Length: 24,
+		AROrder: 8, ARForgetting: 0.999,
+	}
+	res, err := RunForecast(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := dataset.ReadCSV(etth1, dataset.CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr = fr.Slice(0, 400)
+	zscore(fr, 200)
+	var naive acc
+	for _, col := range fr.Cols {
+		for i := 250; i < 400; i++ {
+			naive.add(col[i-1], col[i])
+		}
+	}
+	byName := map[string]Figure{}
+	for _, f := range res.Figures {
+		byName[f.Method] = f
+	}
+	got := byName["repeat last value"]
+	if got.N != naive.n || math.Abs(got.MSE-naive.mse()) > 1e-12 || math.Abs(got.MAE-naive.mae()) > 1e-12 {
+		t.Fatalf("repeat-last baseline %+v, direct computation MSE %.6f MAE %.6f over %d", got, naive.mse(), naive.mae(), naive.n)
+	}
+	l := byName["ssl"]
+	if l.N != naive.n || !(l.MSE > 0) || math.IsInf(l.MSE, 0) {
+		t.Fatalf("learner figure %+v", l)
+	}
+	// The learner's linear path beats repeating the last value even here.
+	if !(l.MSE < got.MSE) {
+		t.Errorf("learner MSE %.4f not below repeat-last %.4f", l.MSE, got.MSE)
+	}
+	var buf bytes.Buffer
+	if err := res.WriteTable(&buf); err != nil || !strings.Contains(buf.String(), "RLS AR(8)") {
+		t.Fatalf("table: %v\n%s", err, buf.String())
+	}
+	if _, err := json.Marshal(res); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunImpute runs the protocol on a short slice of ETTh1 and checks the
+// linear interpolation baseline against a direct computation on the same
+// points: hidden test points in the middle slot of a window inside the test
+// rows.
+func TestRunImpute(t *testing.T) {
+	const L = 24
+	o := ImputeOptions{
+		Common: small(), Path: etth1, Train: "300", Val: "50", Test: "200", Length: L,
+		Ratios: []float64{0.25}, MaskSeed: 5,
+	}
+	o.Epochs = 2
+	res, err := RunImpute(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := dataset.ReadCSV(etth1, dataset.CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr = fr.Slice(0, 550)
+	zscore(fr, 300)
+	C := len(fr.Cols)
+	rng := rand.New(rand.NewPCG(5, 0))
+	hidden := make([]bool, 200*C)
+	for i := range hidden {
+		hidden[i] = rng.Float64() < 0.25
+	}
+	mid := (L - 1) / 2
+	var lin acc
+	vals := make([]float64, L)
+	obs := make([]bool, L)
+	out := make([]float64, L)
+	for r := 350 + mid; r+(L-1-mid) < 550; r++ {
+		for c := 0; c < C; c++ {
+			if !hidden[(r-350)*C+c] {
+				continue
+			}
+			start := r - mid
+			for j := 0; j < L; j++ {
+				obs[j] = !hidden[(start+j-350)*C+c]
+				vals[j] = fr.Cols[c][start+j]
+			}
+			linInterp(vals, obs, out)
+			lin.add(out[mid], fr.Cols[c][r])
+		}
+	}
+	ir := res.Ratios[0]
+	var got Figure
+	for _, f := range ir.Figures {
+		if f.Method == "linear interpolation" {
+			got = f
+		}
+	}
+	if got.N != lin.n || math.Abs(got.MSE-lin.mse()) > 1e-12 {
+		t.Fatalf("linear interpolation %+v, direct computation MSE %.6f over %d", got, lin.mse(), lin.n)
+	}
+	if ir.Scored != lin.n || ir.Figures[0].N != lin.n {
+		t.Fatalf("scored %d, want %d", ir.Scored, lin.n)
+	}
+	if m := ir.Figures[0].MSE; !(m > 0) || m > 2*got.MSE {
+		t.Fatalf("learner imputation MSE %.4f against linear %.4f", m, got.MSE)
+	}
+}
+
+// TestRunRepr runs the protocol on ItalyPowerDemand with a short training
+// and checks the raw 1-NN Euclidean baseline against the UCR archive's
+// published figure for it (0.955).
+func TestRunRepr(t *testing.T) {
+	o := ReprOptions{Common: small(), Length: 12, Stride: 3, Pyramid: 2, MinSteps: 10}
+	sets, err := UCRArgs([]string{ucr + "ItalyPowerDemand"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunRepr(o, sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Sets[0]
+	if s.Steps < 10 || s.Classes != 2 || s.Test != 1029 {
+		t.Fatalf("set %+v", s)
+	}
+	for _, f := range s.Figures {
+		switch f.Kind {
+		case "baseline":
+			if math.Abs(f.MSE-0.955) > 0.001 {
+				t.Fatalf("1-NN Euclidean %.4f, the archive says 0.955", f.MSE)
+			}
+		case "learner":
+			if !(f.MSE > 0.6 && f.MSE <= 1) {
+				t.Fatalf("%s accuracy %.3f", f.Method, f.MSE)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := res.WriteTable(&buf); err != nil || !strings.Contains(buf.String(), "TS2Vec") {
+		t.Fatalf("table: %v\n%s", err, buf.String())
+	}
+	// A file pair works as well as a folder.
+	pair, err := UCRArgs([]string{ucr + "Coffee/Coffee_TRAIN.tsv", ucr + "Coffee/Coffee_TEST.tsv"})
+	if err != nil || len(pair) != 1 || pair[0].Name != "Coffee" {
+		t.Fatalf("file pair: %+v, %v", pair, err)
+	}
+}

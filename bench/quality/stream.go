@@ -1,0 +1,224 @@
+// Package quality measures what tsrep's learners learn, on public data sets
+// and by the published protocols: forecasting (the FSNet online protocol),
+// imputation (the TimesNet protocol) and representations (UCR
+// classification from frozen embeddings). Every measurement runs the
+// pipeline's own path: points go through a windowing.Windower into Arrow
+// batches, a models.Learner steps through them, and forecasts are resolved
+// by models.Prequential. Baselines run in the same pass on the same windows.
+package quality
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tsrep/tsrep/dataset"
+	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/windowing"
+)
+
+// Common options of the three measurements.
+type Common struct {
+	// Model is the SSL learner's configuration; Length and Stride are set
+	// by each measurement.
+	Model models.SSLConfig
+	// Epochs is the number of passes over the training rows (or series).
+	Epochs int
+	// BatchSize is the number of windows per Arrow batch.
+	BatchSize int
+	// Log receives progress lines (nil: none).
+	Log io.Writer
+}
+
+func (c *Common) logf(format string, a ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, format+"\n", a...)
+	}
+}
+
+func (c *Common) check() error {
+	if c.Epochs < 1 {
+		return fmt.Errorf("epochs %d must be at least 1", c.Epochs)
+	}
+	if c.BatchSize < 1 {
+		return fmt.Errorf("batch size %d must be at least 1", c.BatchSize)
+	}
+	return nil
+}
+
+// ParseRows reads a split size: a row count ("2880") or, below 1, a share
+// of the file's rows ("0.2").
+func ParseRows(s string, total int) (int, error) {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("split size %q is neither a row count nor a fraction", s)
+	}
+	if v < 1 && v > 0 {
+		return int(math.Round(v * float64(total))), nil
+	}
+	if v != math.Trunc(v) {
+		return 0, fmt.Errorf("split size %q: a row count must be whole", s)
+	}
+	return int(v), nil
+}
+
+// Split is the train, validation and test row ranges of a file.
+type Split struct {
+	Train, Val, Test int
+}
+
+// ParseSplit reads the three split sizes against a file of total rows.
+func ParseSplit(train, val, test string, total int) (Split, error) {
+	var sp Split
+	var err error
+	for _, f := range []struct {
+		s string
+		p *int
+	}{{train, &sp.Train}, {val, &sp.Val}, {test, &sp.Test}} {
+		if *f.p, err = ParseRows(f.s, total); err != nil {
+			return sp, err
+		}
+	}
+	if sp.Train < 1 || sp.Test < 1 {
+		return sp, errors.New("the train and test splits must hold at least one row")
+	}
+	if n := sp.Train + sp.Val + sp.Test; n > total {
+		return sp, fmt.Errorf("train+val+test = %d rows, the file has %d", n, total)
+	}
+	return sp, nil
+}
+
+// zscore normalises every column of fr in place by the mean and standard
+// deviation of rows [0, n), and drops columns without a finite value there.
+func zscore(fr *dataset.Frame, n int) {
+	var names []string
+	var cols [][]float64
+	for c, col := range fr.Cols {
+		var sum, sq float64
+		k := 0
+		for _, v := range col[:n] {
+			if !math.IsNaN(v) {
+				sum += v
+				k++
+			}
+		}
+		if k == 0 {
+			continue
+		}
+		m := sum / float64(k)
+		for _, v := range col[:n] {
+			if !math.IsNaN(v) {
+				sq += (v - m) * (v - m)
+			}
+		}
+		sd := math.Sqrt(sq / float64(k))
+		if !(sd > 0) {
+			sd = 1
+		}
+		for i, v := range col {
+			col[i] = (v - m) / sd
+		}
+		names = append(names, fr.Names[c])
+		cols = append(cols, col)
+	}
+	fr.Names, fr.Cols = names, cols
+}
+
+// stream windows points and hands each batch to fn, which must not keep it.
+type stream struct {
+	w   *windowing.Windower
+	err error
+}
+
+func newStream(length, stride, batch, maxSeries int, fn func(b *models.Batch, rec arrow.RecordBatch) error) *stream {
+	s := &stream{}
+	s.w = windowing.New(windowing.Config{
+		Length: length, Stride: stride, MinObserved: 1e-9, BatchSize: batch, MaxSeries: maxSeries,
+	}, memory.DefaultAllocator, func(rec arrow.RecordBatch) {
+		defer rec.Release()
+		if s.err != nil {
+			return
+		}
+		b, err := models.View(rec)
+		if err == nil {
+			err = fn(&b, rec)
+		}
+		s.err = err
+	})
+	return s
+}
+
+// keys builds the series key of each column: measurement bench, tag pass,
+// field the column's name.
+func keys(names []string, pass string) [][]byte {
+	out := make([][]byte, len(names))
+	for i, n := range names {
+		out[i] = []byte("bench,pass=" + pass + "#" + escapeField(n))
+	}
+	return out
+}
+
+func escapeField(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "#", `\#`).Replace(s)
+}
+
+// rows feeds rows [from, to) of fr, each row's columns at the row's time;
+// skip, if not nil, leaves points out. NaN cells are gaps.
+func (s *stream) rows(fr *dataset.Frame, k [][]byte, from, to int, skip func(row, col int) bool) error {
+	for i := from; i < to && s.err == nil; i++ {
+		for c, col := range fr.Cols {
+			v := col[i]
+			if math.IsNaN(v) || (skip != nil && skip(i, c)) {
+				continue
+			}
+			s.w.Add(k[c], fr.Time[i], v)
+		}
+	}
+	return s.err
+}
+
+func (s *stream) flush() error {
+	s.w.Flush()
+	return s.err
+}
+
+func (s *stream) close() { s.w.Close() }
+
+// acc accumulates squared and absolute errors.
+type acc struct {
+	se, ae float64
+	n      int
+}
+
+func (a *acc) add(pred, actual float64) {
+	d := pred - actual
+	a.se += d * d
+	a.ae += math.Abs(d)
+	a.n++
+}
+
+func (a *acc) mse() float64 { return a.se / float64(a.n) }
+func (a *acc) mae() float64 { return a.ae / float64(a.n) }
+
+// Figure is one method's score.
+type Figure struct {
+	Method string  `json:"method"`
+	Kind   string  `json:"kind"` // "learner", "baseline" or "published"
+	MSE    float64 `json:"mse,omitempty"`
+	MAE    float64 `json:"mae,omitempty"`
+	N      int     `json:"n,omitempty"` // points scored
+	Note   string  `json:"note,omitempty"`
+}
+
+func fig(method, kind string, a acc) Figure {
+	return Figure{Method: method, Kind: kind, MSE: a.mse(), MAE: a.mae(), N: a.n}
+}
+
+func since(t time.Time) float64 { return math.Round(time.Since(t).Seconds()*10) / 10 }

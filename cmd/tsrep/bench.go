@@ -1,0 +1,181 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tsrep/tsrep/bench/quality"
+	"github.com/tsrep/tsrep/dataset"
+	"github.com/tsrep/tsrep/models"
+)
+
+// benchSubcommands holds the constructors of `tsrep bench`'s subcommands.
+// Files of this package append to it from their init; newBenchCmd reads it
+// when the command tree is built, after every init has run, so the order of
+// the files does not matter.
+var benchSubcommands []func() *cobra.Command
+
+func init() {
+	registry = append(registry, newBenchCmd)
+	benchSubcommands = append(benchSubcommands, newBenchForecastCmd, newBenchImputeCmd, newBenchReprCmd)
+}
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the learners on public data sets against baselines and published figures",
+		Long: "bench runs the quality protocols through the pipeline's own path (windowing, learner, " +
+			"prequential scoring) and prints the learner next to baselines run on the same windows.",
+	}
+	for _, f := range benchSubcommands {
+		cmd.AddCommand(f())
+	}
+	return cmd
+}
+
+// modelFlags binds the SSL learner's main settings to flags.
+type modelFlags struct {
+	cfg       models.SSLConfig
+	epochs    int
+	batchSize int
+	json      bool
+}
+
+func (m *modelFlags) bind(cmd *cobra.Command, epochs, dim int) {
+	m.cfg = models.DefaultSSLConfig("ssl", 62, 1)
+	m.cfg.Dim = dim
+	f := cmd.Flags()
+	f.IntVar(&m.cfg.Dim, "dim", m.cfg.Dim, "embedding size")
+	f.IntVar(&m.cfg.Hidden, "hidden", m.cfg.Hidden, "hidden width of the encoder and imputation head")
+	f.IntVar(&m.cfg.TrainBatch, "train-batch", m.cfg.TrainBatch, "windows per optimiser step")
+	f.Float64Var(&m.cfg.LearningRate, "lr", m.cfg.LearningRate, "Adam learning rate")
+	f.Float64Var(&m.cfg.Temperature, "temperature", m.cfg.Temperature, "InfoNCE temperature")
+	f.Float64Var(&m.cfg.WeightForecast, "w-forecast", m.cfg.WeightForecast, "weight of the next-step objective")
+	f.Float64Var(&m.cfg.WeightImpute, "w-impute", m.cfg.WeightImpute, "weight of the imputation objective")
+	f.Float64Var(&m.cfg.WeightContrast, "w-contrast", m.cfg.WeightContrast, "weight of the contrastive objective")
+	f.IntVar(&m.cfg.ARLags, "ar-lags", m.cfg.ARLags, "lags of the learner's linear forecast path (capped at the window length - 1)")
+	f.Float64Var(&m.cfg.Forgetting, "forgetting", m.cfg.Forgetting, "forgetting factor of the learner's linear path")
+	f.Uint64Var(&m.cfg.Seed, "seed", m.cfg.Seed, "random seed")
+	f.IntVar(&m.epochs, "epochs", epochs, "passes over the training data")
+	f.IntVar(&m.batchSize, "batch", 256, "windows per Arrow batch")
+	f.BoolVar(&m.json, "json", false, "print one JSON object instead of a table")
+}
+
+func (m *modelFlags) common(cmd *cobra.Command) quality.Common {
+	var log io.Writer
+	if !m.json {
+		log = cmd.ErrOrStderr()
+	}
+	return quality.Common{Model: m.cfg, Epochs: m.epochs, BatchSize: m.batchSize, Log: log}
+}
+
+// tabler is a result that prints as a table.
+type tabler interface{ WriteTable(io.Writer) error }
+
+func (m *modelFlags) print(cmd *cobra.Command, res tabler) error {
+	out := cmd.OutOrStdout()
+	if m.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	return res.WriteTable(out)
+}
+
+func newBenchForecastCmd() *cobra.Command {
+	var mf modelFlags
+	var o quality.ForecastOptions
+	cmd := &cobra.Command{
+		Use:   "forecast FILE.csv",
+		Short: "Online next-step forecasting, FSNet protocol (default split: ETTh1/ETTh2's first 14,400 rows)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Path = args[0]
+			o.Common = mf.common(cmd)
+			res, err := quality.RunForecast(o)
+			if err != nil {
+				return fmt.Errorf("bench forecast: %w", err)
+			}
+			return mf.print(cmd, res)
+		},
+	}
+	mf.bind(cmd, 3, 64)
+	f := cmd.Flags()
+	csvFlags(cmd, &o.CSV)
+	f.StringVar(&o.Train, "train", "2880", "training rows (count, or a fraction below 1)")
+	f.StringVar(&o.Val, "val", "720", "validation rows: learnt from, not scored")
+	f.StringVar(&o.Test, "test", "10800", "test rows: each predicted, scored, then learnt from")
+	f.IntVar(&o.Length, "length", 96, "window length")
+	f.IntVar(&o.AROrder, "ar-order", 60, "order of the RLS AR baseline")
+	f.Float64Var(&o.ARForgetting, "ar-forgetting", 0.999, "forgetting factor of the RLS AR baseline")
+	return cmd
+}
+
+func csvFlags(cmd *cobra.Command, o *dataset.CSVOptions) {
+	cmd.Flags().StringVar(&o.TimeColumn, "time-column", "", "name of the time column (default: date/time/timestamp/datetime, else the first)")
+	cmd.Flags().StringVar(&o.TimeLayout, "time-layout", "", "Go time layout of the time column, or \"epoch\" (default: inferred)")
+}
+
+func newBenchImputeCmd() *cobra.Command {
+	var mf modelFlags
+	var o quality.ImputeOptions
+	cmd := &cobra.Command{
+		Use:   "impute FILE.csv",
+		Short: "Imputation of randomly hidden points, TimesNet protocol (default split: ETTh1)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Path = args[0]
+			o.Common = mf.common(cmd)
+			res, err := quality.RunImpute(o)
+			if err != nil {
+				return fmt.Errorf("bench impute: %w", err)
+			}
+			return mf.print(cmd, res)
+		},
+	}
+	mf.bind(cmd, 1, 64)
+	f := cmd.Flags()
+	csvFlags(cmd, &o.CSV)
+	f.StringVar(&o.Train, "train", "8640", "training rows (count, or a fraction below 1)")
+	f.StringVar(&o.Val, "val", "2784", "validation rows: learnt from, not scored")
+	f.StringVar(&o.Test, "test", "2976", "test rows: windows inside them are masked and scored")
+	f.IntVar(&o.Length, "length", 96, "window length")
+	f.Float64SliceVar(&o.Ratios, "ratios", []float64{0.125, 0.25, 0.375, 0.5}, "shares of points hidden")
+	f.Uint64Var(&o.MaskSeed, "mask-seed", 2024, "seed of the hidden points")
+	return cmd
+}
+
+func newBenchReprCmd() *cobra.Command {
+	var mf modelFlags
+	var o quality.ReprOptions
+	cmd := &cobra.Command{
+		Use:   "repr (TRAIN.tsv TEST.tsv | UCR_DIR)...",
+		Short: "UCR classification from frozen embeddings: 1-NN cosine and linear probes vs raw 1-NN Euclidean",
+		Long: "repr learns from the train series without labels, embeds every train and test series (window " +
+			"embeddings pooled over the series) and classifies the test series. Arguments: a TRAIN and TEST file " +
+			"pair, or one or more UCR folders (each holding NAME_TRAIN.tsv and NAME_TEST.tsv).",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sets, err := quality.UCRArgs(args)
+			if err != nil {
+				return fmt.Errorf("bench repr: %w", err)
+			}
+			o.Common = mf.common(cmd)
+			res, err := quality.RunRepr(o, sets)
+			if err != nil {
+				return fmt.Errorf("bench repr: %w", err)
+			}
+			return mf.print(cmd, res)
+		},
+	}
+	mf.bind(cmd, 20, 128)
+	f := cmd.Flags()
+	f.IntVar(&o.Length, "length", 32, "window length (capped at the shortest series)")
+	f.IntVar(&o.Stride, "stride", 2, "window stride")
+	f.IntVar(&o.MinSteps, "min-steps", 300, "more passes over small train sets, up to this many optimiser steps")
+	f.IntVar(&o.Pyramid, "pyramid", 4, "levels of the temporal pooling pyramid (1: mean and max over the series)")
+	return cmd
+}

@@ -1,0 +1,120 @@
+package models
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+)
+
+// fillBuffer fills l's training buffer with random-walk windows, a few
+// gaps included.
+func fillBuffer(l *SSL, r *rand.Rand) {
+	lc := l.lc
+	for k := 0; k < l.cfg.TrainBatch; k++ {
+		x := 0.0
+		z := l.buf.z[k*lc : (k+1)*lc]
+		for j := range z {
+			x += r.NormFloat64() * 0.3
+			z[j] = x
+			if r.IntN(20) == 0 {
+				z[j] = math.NaN()
+			}
+		}
+		l.buf.r[k] = r.NormFloat64() * 0.2
+		l.buf.end[k] = int64(k)
+	}
+	l.buf.n = l.cfg.TrainBatch
+}
+
+// gemmGFLOPs measures a large square blas64.Gemm (n=512) on this machine.
+func gemmGFLOPs(b *testing.B) float64 {
+	const n = 512
+	r := rand.New(rand.NewPCG(1, 1))
+	a := blas64.General{Rows: n, Cols: n, Stride: n, Data: randSlice(r, n*n, 1)}
+	bb := blas64.General{Rows: n, Cols: n, Stride: n, Data: randSlice(r, n*n, 1)}
+	c := blas64.General{Rows: n, Cols: n, Stride: n, Data: make([]float64, n*n)}
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, a, bb, 0, c) // warm up
+	reps := 0
+	t0 := time.Now()
+	for time.Since(t0) < 500*time.Millisecond || reps < 3 {
+		blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, a, bb, 0, c)
+		reps++
+	}
+	return 2 * n * n * n * float64(reps) / time.Since(t0).Seconds() / 1e9
+}
+
+// BenchmarkLearnStep measures one optimiser step of the default learner
+// (window 96, TrainBatch windows): building the views, the forward and
+// backward passes of the three objectives, clipping and Adam. It reports
+// windows learnt per second and the GFLOP/s of the step's network passes,
+// next to the GFLOP/s a large Gemm reaches in the same run.
+func BenchmarkLearnStep(b *testing.B) {
+	for _, tb := range []int{64, 128, 256} {
+		b.Run("batch="+itoa(tb), func(b *testing.B) {
+			cfg := DefaultSSLConfig("bench", 96, 1)
+			cfg.TrainBatch = tb
+			l, err := NewSSL(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(2, 2))
+			fillBuffer(l, r)
+			l.step() // warm the workspaces
+			gemm := gemmGFLOPs(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l.buf.n = tb
+				l.step()
+			}
+			sec := b.Elapsed().Seconds()
+			gf := l.stepFlops() * float64(b.N) / sec / 1e9
+			b.ReportMetric(float64(tb*b.N)/sec, "windows/s")
+			b.ReportMetric(gf, "GFLOP/s")
+			b.ReportMetric(gemm, "gemm512-GFLOP/s")
+			b.ReportMetric(gf/gemm, "of-gemm")
+		})
+	}
+}
+
+// BenchmarkPredict measures the prediction pass of one segment of 256
+// windows (embedding, forecast correction, imputation of every row).
+func BenchmarkPredict(b *testing.B) {
+	cfg := DefaultSSLConfig("bench", 96, 1)
+	l, err := NewSSL(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const rows = 256
+	r := rand.New(rand.NewPCG(3, 3))
+	x := randSlice(r, rows*l.in, 1)
+	var enc, fh, ih blockAct
+	ihIn := make([]float64, rows*(cfg.Dim+l.in))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e := l.enc.forward(x, rows, &enc)
+		l.fh.forward(e, rows, &fh)
+		for k := 0; k < rows; k++ {
+			copy(ihIn[k*(cfg.Dim+l.in):], e[k*cfg.Dim:(k+1)*cfg.Dim])
+			copy(ihIn[k*(cfg.Dim+l.in)+cfg.Dim:], x[k*l.in:(k+1)*l.in])
+		}
+		l.ih.forward(ihIn, rows, &ih)
+	}
+	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "windows/s")
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}

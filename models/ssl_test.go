@@ -1,0 +1,414 @@
+package models
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tsrep/tsrep/dataset"
+	"github.com/tsrep/tsrep/internal/binenc"
+	"github.com/tsrep/tsrep/windowing"
+)
+
+// ettWindows windows rows [from, to) of ETTh1 (every column a series, points
+// fed row by row in time order) into batches of batchSize windows. hide, if
+// not nil, says which points to leave out.
+func ettWindows(t testing.TB, from, to, length, stride, batchSize int, hide func(row, col int) bool) []arrow.RecordBatch {
+	t.Helper()
+	fr, err := dataset.ReadCSV("../data/ETT/ETTh1.csv", dataset.CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []arrow.RecordBatch
+	w := windowing.New(windowing.Config{
+		Length: length, Stride: stride, MinObserved: 0.01, BatchSize: batchSize, MaxSeries: 64,
+		Interval: 3600e9,
+	}, memory.DefaultAllocator, func(r arrow.RecordBatch) { recs = append(recs, r) })
+	defer w.Close()
+	keys := make([][]byte, len(fr.Names))
+	for c, n := range fr.Names {
+		keys[c] = []byte("ett,file=h1#" + n)
+	}
+	for i := from; i < to; i++ {
+		for c := range fr.Cols {
+			if hide != nil && hide(i, c) {
+				continue
+			}
+			w.Add(keys[c], fr.Time[i], fr.Cols[c][i])
+		}
+	}
+	w.Flush()
+	t.Cleanup(func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	})
+	return recs
+}
+
+func testSSLConfig(length int) SSLConfig {
+	cfg := DefaultSSLConfig("ssl-test", length, 1)
+	cfg.Dim, cfg.Hidden, cfg.TrainBatch, cfg.MaxSeries = 16, 32, 16, 64
+	cfg.ARLags = 8
+	return cfg
+}
+
+func newSSL(t testing.TB, cfg SSLConfig) *SSL {
+	t.Helper()
+	l, err := NewSSL(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func state(l Learner) []byte {
+	var w binenc.Writer
+	l.AppendState(&w)
+	return w.B
+}
+
+// runAll steps l through recs and returns every output value, flattened,
+// and the training steps.
+func runAll(t testing.TB, l Learner, recs []arrow.RecordBatch) ([]float64, []TrainStep) {
+	t.Helper()
+	var fc, emb, imp []float64
+	var steps []TrainStep
+	for _, r := range recs {
+		out, err := l.Step(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc = append(fc, out.Forecast...)
+		emb = append(emb, out.Embedding...)
+		for i, v := range out.Imputed {
+			if !math.IsNaN(v) {
+				imp = append(imp, float64(i%out.Length), v) // slot within its window
+			}
+		}
+		steps = append(steps, out.Train...)
+	}
+	return append(append(fc, emb...), imp...), steps
+}
+
+func sameFloats(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSSLDeterministicAcrossBatchSplits feeds the same windows cut into
+// Arrow batches of different sizes: the saved state and every output must
+// agree bit for bit.
+func TestSSLDeterministicAcrossBatchSplits(t *testing.T) {
+	cfg := testSSLConfig(24)
+	hide := func(row, col int) bool { return (row*7+col*3)%11 == 0 } // gaps to impute
+	var ref []byte
+	var refVals []float64
+	var refSteps []TrainStep
+	for _, bs := range []int{1000, 1, 5, 16, 37} {
+		recs := ettWindows(t, 0, 300, cfg.Length, cfg.Stride, bs, hide)
+		l := newSSL(t, cfg)
+		vals, steps := runAll(t, l, recs)
+		st := state(l)
+		if ref == nil {
+			ref, refVals, refSteps = st, vals, steps
+			if len(steps) < 50 {
+				t.Fatalf("only %d training steps", len(steps))
+			}
+			continue
+		}
+		if !bytes.Equal(st, ref) {
+			t.Errorf("batch size %d: state differs from batch size 1000", bs)
+		}
+		if !sameFloats(vals, refVals) {
+			t.Errorf("batch size %d: outputs differ from batch size 1000", bs)
+		}
+		if fmt.Sprint(steps) != fmt.Sprint(refSteps) {
+			t.Errorf("batch size %d: training steps differ from batch size 1000", bs)
+		}
+	}
+}
+
+// TestSSLStateRoundTrip stops a run halfway, restores the state into a new
+// learner, and checks that it continues exactly as the uninterrupted one.
+func TestSSLStateRoundTrip(t *testing.T) {
+	cfg := testSSLConfig(24)
+	recs := ettWindows(t, 0, 200, cfg.Length, cfg.Stride, 23, nil)
+	a := newSSL(t, cfg)
+	runAll(t, a, recs)
+
+	b := newSSL(t, cfg)
+	half := len(recs) / 2
+	runAll(t, b, recs[:half])
+	if b.buf.n == 0 {
+		t.Fatal("want a partly filled buffer at the cut")
+	}
+	saved := state(b)
+	cfg2 := cfg
+	cfg2.Seed = 99 // the state, not the config, carries the random generator
+	c := newSSL(t, cfg2)
+	if err := c.LoadState(binenc.NewReader(saved)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(state(c), saved) {
+		t.Fatal("state does not round-trip")
+	}
+	valsB, _ := runAll(t, b, recs[half:])
+	valsC, _ := runAll(t, c, recs[half:])
+	if !sameFloats(valsB, valsC) || !bytes.Equal(state(b), state(c)) {
+		t.Fatal("restored learner diverges from the original")
+	}
+	if !bytes.Equal(state(a), state(c)) {
+		t.Fatal("interrupted run differs from the uninterrupted one")
+	}
+}
+
+func TestSSLLoadStateChecksShape(t *testing.T) {
+	cfg := testSSLConfig(24)
+	a := newSSL(t, cfg)
+	saved := state(a)
+	for _, mod := range []func(*SSLConfig){
+		func(c *SSLConfig) { c.Dim = 8 },
+		func(c *SSLConfig) { c.Hidden = 64 },
+		func(c *SSLConfig) { c.Length = 32 },
+		func(c *SSLConfig) { c.TrainBatch = 32 },
+		func(c *SSLConfig) { c.ARLags = 4 },
+	} {
+		c := cfg
+		mod(&c)
+		l := newSSL(t, c)
+		err := l.LoadState(binenc.NewReader(saved))
+		if err == nil {
+			t.Fatalf("config %+v loaded a state of another shape", c)
+		}
+		t.Log(err)
+	}
+	// Truncated state.
+	l := newSSL(t, cfg)
+	if err := l.LoadState(binenc.NewReader(saved[:len(saved)/2])); err == nil {
+		t.Fatal("truncated state loaded")
+	}
+}
+
+func TestSSLRefusesOtherLength(t *testing.T) {
+	l := newSSL(t, testSSLConfig(24))
+	recs := ettWindows(t, 0, 40, 16, 1, 100, nil)
+	if _, err := l.Step(recs[0]); err == nil {
+		t.Fatal("accepted windows of another length")
+	}
+}
+
+// TestSSLOutputs checks the output's shape: a finite forecast per window,
+// embeddings emitted every EmbedEvery windows, and each gap written once.
+func TestSSLOutputs(t *testing.T) {
+	cfg := testSSLConfig(24)
+	cfg.Stride = 3
+	cfg.EmbedEvery = 2
+	hide := func(row, col int) bool { return (row+col)%5 == 0 }
+	recs := ettWindows(t, 0, 150, cfg.Length, cfg.Stride, 50, hide)
+	l := newSSL(t, cfg)
+	written := map[[2]int64]int{}
+	gaps := map[[2]int64]bool{}
+	var emitted, rows int
+	for _, r := range recs {
+		out, err := l.Step(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := View(r)
+		for i := 0; i < b.Rows; i++ {
+			rows++
+			if f := out.Forecast[i]; math.IsNaN(f) || math.IsInf(f, 0) {
+				t.Fatalf("row %d: forecast %v", i, f)
+			}
+			if out.EmitEmbedding[i] != (b.Seq[i]%2 == 0) {
+				t.Fatalf("row %d seq %d: emit %v", i, b.Seq[i], out.EmitEmbedding[i])
+			}
+			if out.EmitEmbedding[i] {
+				emitted++
+			}
+			col := seriesCol(b.Key(i))
+			for j := 0; j < b.Length; j++ {
+				ts := b.SlotTime(i, j)
+				v := out.Imputed[i*b.Length+j]
+				if b.Observed(i, j) {
+					if !math.IsNaN(v) {
+						t.Fatalf("observed slot imputed")
+					}
+					continue
+				}
+				gaps[[2]int64{col, ts}] = true
+				if !math.IsNaN(v) {
+					written[[2]int64{col, ts}]++
+				}
+			}
+		}
+	}
+	if emitted == 0 || emitted == rows {
+		t.Fatalf("%d of %d embeddings emitted", emitted, rows)
+	}
+	for k, n := range written {
+		if n != 1 {
+			t.Fatalf("gap %v written %d times", k, n)
+		}
+	}
+	if len(written) < len(gaps)*8/10 {
+		t.Fatalf("%d of %d gaps written", len(written), len(gaps))
+	}
+}
+
+func seriesCol(key string) int64 {
+	var h int64
+	for _, c := range key {
+		h = h*31 + int64(c)
+	}
+	return h
+}
+
+// evalBuffer runs the per-series pass of l over recs and gathers the first
+// TrainBatch windows with a next-step target into a training buffer. l's
+// per-series state moves on; its network does not.
+func evalBuffer(t *testing.T, l *SSL, recs []arrow.RecordBatch) sslBuffer {
+	t.Helper()
+	B, lc := l.cfg.TrainBatch, l.lc
+	buf := sslBuffer{z: make([]float64, B*lc), r: make([]float64, B), end: make([]int64, B)}
+	for _, rec := range recs {
+		b, err := View(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.prepare(b.Rows)
+		for i := 0; i < b.Rows && buf.n < B; i++ {
+			l.sequential(&b, i)
+			if math.IsNaN(l.ws.exR[i]) {
+				continue
+			}
+			copy(buf.z[buf.n*lc:], l.ws.exZ[i*lc:(i+1)*lc])
+			buf.r[buf.n] = l.ws.exR[i]
+			buf.end[buf.n] = int64(b.End[i])
+			buf.n++
+		}
+	}
+	if buf.n < B {
+		t.Fatalf("only %d evaluation windows", buf.n)
+	}
+	return buf
+}
+
+// evalLosses measures l's three objectives on buf with fixed augmentations,
+// leaving l as it was.
+func evalLosses(l *SSL, buf sslBuffer) sslLosses {
+	saved, pcg := l.buf, *l.pcg
+	l.buf = buf
+	*l.pcg = *rand.NewPCG(7, 7)
+	l.views()
+	ls := l.lossAndGrad(false)
+	l.buf, *l.pcg = saved, pcg
+	return ls
+}
+
+// TestSSLObjectivesLearnETTh1 trains on ETTh1 and checks that each
+// objective's loss on later, unseen windows (the same windows and
+// augmentations before and after) falls well below the untrained network's.
+func TestSSLObjectivesLearnETTh1(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for a few seconds")
+	}
+	cfg := DefaultSSLConfig("ssl-ett", 48, 1)
+	cfg.Dim, cfg.Hidden, cfg.TrainBatch, cfg.ARLags = 32, 64, 32, 24
+	trained := newSSL(t, cfg)
+	_, steps := runAll(t, trained, ettWindows(t, 0, 2500, cfg.Length, 1, 256, nil))
+	// Evaluation windows from rows the learner has not seen, with the
+	// trained learner's per-series state.
+	clone := newSSL(t, cfg)
+	if err := clone.LoadState(binenc.NewReader(state(trained))); err != nil {
+		t.Fatal(err)
+	}
+	buf := evalBuffer(t, clone, ettWindows(t, 2500, 2700, cfg.Length, 1, 256, nil))
+	before := evalLosses(newSSL(t, cfg), buf)
+	after := evalLosses(trained, buf)
+	t.Logf("%d steps; before: forecast %.4f impute %.4f contrast %.4f; after: forecast %.4f impute %.4f contrast %.4f",
+		len(steps), before.forecast, before.impute, before.contrast, after.forecast, after.impute, after.contrast)
+	// The untrained heads start at the linear path's forecast and the
+	// linear interpolation, both strong on hourly data: the margins are
+	// what the correction learns on top of them.
+	for _, c := range []struct {
+		name          string
+		before, after float64
+		fall          float64
+	}{
+		{"forecast", before.forecast, after.forecast, 0.02},
+		{"impute", before.impute, after.impute, 0.05},
+		{"contrast", before.contrast, after.contrast, 0.2},
+	} {
+		if !(c.after < (1-c.fall)*c.before) {
+			t.Errorf("%s loss %.4f → %.4f: did not fall by %.0f%%", c.name, c.before, c.after, 100*c.fall)
+		}
+	}
+	// The prequential losses reported in the training steps fall too.
+	first, last := meanSteps(steps[:20]), meanSteps(steps[len(steps)-20:])
+	t.Logf("reported: first 20 steps %+v, last 20 %+v", first, last)
+	if !(last.impute < first.impute && last.contrast < first.contrast && last.forecast < first.forecast) {
+		t.Errorf("reported losses did not fall: first %+v, last %+v", first, last)
+	}
+}
+
+func meanSteps(s []TrainStep) sslLosses {
+	var m sslLosses
+	for _, st := range s {
+		m.forecast += st.LossForecast / float64(len(s))
+		m.impute += st.LossImpute / float64(len(s))
+		m.contrast += st.LossContrast / float64(len(s))
+	}
+	return m
+}
+
+// TestSSLNonFiniteValues feeds observed NaN and Inf values: they are
+// treated as gaps and poison neither the statistics nor the forecasts.
+func TestSSLNonFiniteValues(t *testing.T) {
+	cfg := testSSLConfig(24)
+	var recs []arrow.RecordBatch
+	w := windowing.New(windowing.Config{Length: 24, Stride: 1, MinObserved: 0.01, BatchSize: 40, MaxSeries: 8, Interval: 1e9},
+		memory.DefaultAllocator, func(r arrow.RecordBatch) { recs = append(recs, r) })
+	for i := 0; i < 300; i++ {
+		v := math.Sin(float64(i) / 5)
+		switch i % 37 {
+		case 5:
+			v = math.NaN()
+		case 11:
+			v = math.Inf(1)
+		}
+		w.Add([]byte("m#f"), int64(i)*1e9, v)
+	}
+	w.Flush()
+	w.Close()
+	l := newSSL(t, cfg)
+	for _, r := range recs {
+		out, err := l.Step(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range out.Forecast {
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				t.Fatalf("forecast %d is %v", i, f)
+			}
+		}
+		r.Release()
+	}
+	s, _ := l.series.GetString("m#f")
+	if math.IsNaN(s.norm.Mean) || math.IsNaN(s.norm.Var) || math.IsInf(s.norm.Var, 0) {
+		t.Fatalf("normaliser poisoned: %+v", s.norm)
+	}
+}
