@@ -143,7 +143,7 @@ func (f *Forecaster) lags(z []float64, j int) {
 	f.x[p] = 1
 }
 
-const forecasterStateVersion = 1
+const forecasterStateVersion = 2 // 2: RLS P packed
 
 // AppendState implements Learner.
 func (f *Forecaster) AppendState(w *binenc.Writer) {

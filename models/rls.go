@@ -11,14 +11,23 @@ import (
 
 // RLS is recursive least squares with exponential forgetting: an online
 // linear regression whose weights are the exact weighted least-squares fit
-// of everything seen, each update costing O(d²). The matrix work runs on
-// gonum's BLAS (Gemv, Ger).
+// of everything seen, each update costing O(d²). The inverse correlation
+// matrix P is symmetric, so it is kept packed (its upper triangle,
+// d(d+1)/2 values: half the memory of every series) and updated with BLAS's
+// packed symmetric routines (Spmv, Spr).
 type RLS struct {
 	D      int     // inputs, the intercept included if the caller adds one
 	Lambda float64 // forgetting factor in (0, 1]
 	W      []float64
-	P      []float64 // D×D inverse correlation matrix, row-major
+	P      []float64 // upper triangle of the D×D inverse correlation matrix, packed by rows
 	px     []float64
+}
+
+// diag is the index of P's i-th diagonal element in packed upper storage.
+func (r *RLS) diag(i int) int { return i*r.D - i*(i-1)/2 }
+
+func (r *RLS) packed() blas64.SymmetricPacked {
+	return blas64.SymmetricPacked{Uplo: blas.Upper, N: r.D, Data: r.P}
 }
 
 // rlsInitP is the initial diagonal of P: a ridge of 1/rlsInitP = 100 on
@@ -30,7 +39,7 @@ const rlsInitP = 0.01
 
 // NewRLS returns an RLS over d inputs.
 func NewRLS(d int, lambda float64) *RLS {
-	r := &RLS{D: d, Lambda: lambda, W: make([]float64, d), P: make([]float64, d*d), px: make([]float64, d)}
+	r := &RLS{D: d, Lambda: lambda, W: make([]float64, d), P: make([]float64, d*(d+1)/2), px: make([]float64, d)}
 	r.ResetP()
 	return r
 }
@@ -39,7 +48,7 @@ func NewRLS(d int, lambda float64) *RLS {
 func (r *RLS) ResetP() {
 	clear(r.P)
 	for i := 0; i < r.D; i++ {
-		r.P[i*r.D+i] = rlsInitP
+		r.P[r.diag(i)] = rlsInitP
 	}
 }
 
@@ -51,10 +60,10 @@ func (r *RLS) Predict(x []float64) float64 {
 // Update learns target y for input x and returns the a-priori error y - w·x.
 func (r *RLS) Update(x []float64, y float64) float64 {
 	d := r.D
-	P := blas64.General{Rows: d, Cols: d, Stride: d, Data: r.P}
+	P := r.packed()
 	xv := blas64.Vector{N: d, Data: x, Inc: 1}
 	pxv := blas64.Vector{N: d, Data: r.px, Inc: 1}
-	blas64.Gemv(blas.NoTrans, 1, P, xv, 0, pxv) // Px
+	blas64.Spmv(1, P, xv, 0, pxv) // Px
 	den := r.Lambda + blas64.Dot(xv, pxv)
 	e := y - r.Predict(x)
 	if !(den > 0) || math.IsInf(den, 0) {
@@ -63,14 +72,14 @@ func (r *RLS) Update(x []float64, y float64) float64 {
 	}
 	// w += Px e / den ; P = (P - Px (Px)ᵀ / den) / λ   (P stays symmetric)
 	blas64.Axpy(e/den, pxv, blas64.Vector{N: d, Data: r.W, Inc: 1})
-	blas64.Ger(-1/den, pxv, pxv, P)
+	blas64.Spr(-1/den, pxv, P)
 	if r.Lambda != 1 {
-		blas64.Scal(1/r.Lambda, blas64.Vector{N: d * d, Data: r.P, Inc: 1})
+		blas64.Scal(1/r.Lambda, blas64.Vector{N: len(r.P), Data: r.P, Inc: 1})
 	}
 	// Forgetting with little excitation lets P grow without bound; a
 	// diagonal past the guard means the fit is no longer conditioned.
 	for i := 0; i < d; i++ {
-		if v := r.P[i*d+i]; !(v < 1e8) || v < 0 {
+		if v := r.P[r.diag(i)]; !(v < 1e8) || v < 0 {
 			r.ResetP()
 			break
 		}
@@ -92,8 +101,8 @@ func (r *RLS) appendState(w *binenc.Writer) {
 
 func (r *RLS) loadState(rd *binenc.Reader) {
 	r.W = rd.F64s(r.W, r.D)
-	r.P = rd.F64s(r.P, r.D*r.D)
-	if rd.Err() == nil && (len(r.W) != r.D || len(r.P) != r.D*r.D) {
+	r.P = rd.F64s(r.P, r.D*(r.D+1)/2)
+	if rd.Err() == nil && (len(r.W) != r.D || len(r.P) != r.D*(r.D+1)/2) {
 		rd.Fail("rls state of the wrong size (model.order changed?)")
 	}
 }

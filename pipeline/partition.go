@@ -126,36 +126,37 @@ func (p *Pipeline) newPartition(topic string, part int) (*partition, error) {
 }
 
 // runPartition restores the partition's state, then runs its two stages
-// until ctx ends (or, with UntilEnd, the partition is caught up), draining
-// with dctx.
-func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation, a ingest.Assignment) error {
+// until ctx ends (or, with UntilEnd, the partition is caught up, which it
+// reports), draining with dctx.
+func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation, a ingest.Assignment) (bool, error) {
 	pt, err := p.newPartition(a.Topic, a.Partition)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer pt.win.Close()
 	pt.persist = true
 	pt.commit = func(next int64) error { return g.Commit(a.Topic, a.Partition, next) }
 	start, err := pt.restore(ctx, a)
 	if err != nil {
-		return err
+		return false, err
 	}
 	end := int64(-1)
 	if p.o.UntilEnd {
 		ends, err := ingest.EndOffsets(ctx, p.client, a.Topic)
 		if err != nil {
-			return err
+			return false, err
 		}
 		end = ends[a.Partition]
 	}
 	pt.log.Info("partition assigned", "start_offset", start, "committed", a.Committed, "end_offset", end)
 	p.o.Timing.assigned(p.o.Now())
 	if end >= 0 && start >= end {
-		return nil // nothing to read
+		return true, nil // nothing to read
 	}
 	src := p.newKafkaSource(a.Topic, a.Partition, start, pt.log)
 	defer src.Close()
-	return pt.run(ctx, dctx, src, start, end)
+	err = pt.run(ctx, dctx, src, start, end)
+	return end >= 0 && pt.next >= end, err
 }
 
 // run runs the two stages over src from offset start until ctx ends, src

@@ -154,13 +154,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		Dialer:         p.o.Dialer,
 		Log:            p.log,
 	}, func(gctx context.Context, g *ingest.Generation) {
-		if err := p.runGeneration(gctx, ctx, g); err != nil {
+		caughtUp, err := p.runGeneration(gctx, ctx, g)
+		if err != nil {
 			errOnce.Do(func() { runErr = err })
 			stop()
 			return
 		}
-		if p.o.UntilEnd && ctx.Err() == nil {
-			// Every partition of this generation is caught up.
+		// A generation can also end early, in a rebalance: only stop when
+		// every partition really reached its end.
+		if p.o.UntilEnd && caughtUp && ctx.Err() == nil {
 			stop()
 		}
 	})
@@ -171,9 +173,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // runGeneration runs one partition worker per assignment until gctx ends
-// (rebalance or shutdown), or with UntilEnd until all are caught up. A
+// (rebalance or shutdown), or with UntilEnd until all are caught up, which
+// it reports (false for a generation without partitions). A
 // partition that fails to start (corrupt checkpoint) fails the run.
-func (p *Pipeline) runGeneration(gctx, runCtx context.Context, g *ingest.Generation) error {
+func (p *Pipeline) runGeneration(gctx, runCtx context.Context, g *ingest.Generation) (bool, error) {
 	// The drain context outlives gctx by the shutdown timeout, so in-flight
 	// work can still be written and committed after a stop is requested.
 	dctx, cancelDrain := context.WithCancel(context.WithoutCancel(gctx))
@@ -185,12 +188,17 @@ func (p *Pipeline) runGeneration(gctx, runCtx context.Context, g *ingest.Generat
 
 	var wg sync.WaitGroup
 	errs := make(chan error, len(g.Assignments))
+	var behind atomic.Int32
 	for _, a := range g.Assignments {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.runPartition(gctx, dctx, g, a); err != nil {
+			caughtUp, err := p.runPartition(gctx, dctx, g, a)
+			if err != nil {
 				errs <- fmt.Errorf("partition %s/%d: %w", a.Topic, a.Partition, err)
+			}
+			if !caughtUp {
+				behind.Add(1)
 			}
 		}()
 	}
@@ -200,7 +208,7 @@ func (p *Pipeline) runGeneration(gctx, runCtx context.Context, g *ingest.Generat
 	for err := range errs {
 		all = append(all, err)
 	}
-	return errors.Join(all...)
+	return len(g.Assignments) > 0 && behind.Load() == 0, errors.Join(all...)
 }
 
 // startKind maps kafka.start to ingest's start positions.

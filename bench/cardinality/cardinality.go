@@ -1,0 +1,128 @@
+// Package cardinality measures what each series costs: it drives many
+// series through the pipeline's per-partition state (windowing, the
+// configured learner, the forecast scorer and the output encoder, exactly
+// as a partition holds them) and reports the retained heap per series and
+// the process's peak RSS.
+package cardinality
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/pipeline"
+	"github.com/tsrep/tsrep/sinks"
+	"github.com/tsrep/tsrep/windowing"
+)
+
+// Result is a run's figures.
+type Result struct {
+	Series        int     `json:"series"`
+	Points        int64   `json:"points"`
+	Windows       int64   `json:"windows"`
+	Model         string  `json:"model"`
+	Length        int     `json:"window_length"`
+	HeapBytes     uint64  `json:"heap_bytes"` // retained after GC
+	BytesPerSerie float64 `json:"bytes_per_series"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
+	Seconds       float64 `json:"seconds"`
+	// Components: retained heap per series of each stage's state.
+	Windowing, Learner, Scorer, Encoder float64
+}
+
+// Run drives series through cfg's windowing and learner for steps points
+// each (interleaved, one point per series per step).
+func Run(cfg config.Config, series, steps int) (*Result, error) {
+	t0 := time.Now()
+	cfg.Window.MaxSeries = max(cfg.Window.MaxSeries, series)
+	cfg.Window.IntervalText = "1s"
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	learner, err := pipeline.NewLearner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	preq := models.NewPrequential(cfg.Window.MaxSeries)
+	enc := sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries)
+	res := &Result{Series: series, Model: cfg.Model.Kind, Length: cfg.Window.Length}
+	var stepErr error
+	win := windowing.New(windowing.Config{
+		Interval: cfg.Window.Interval.Duration, Length: cfg.Window.Length, Stride: cfg.Window.Stride,
+		MinObserved: cfg.Window.MinObserved, BatchSize: cfg.Window.BatchSize, MaxSeries: cfg.Window.MaxSeries,
+	}, memory.NewGoAllocator(), func(rec arrow.RecordBatch) {
+		defer rec.Release()
+		if stepErr != nil {
+			return
+		}
+		out, err := learner.Step(rec)
+		if err != nil {
+			stepErr = err
+			return
+		}
+		b, _ := models.View(rec)
+		r := preq.Observe(&b, out)
+		enc.Encode(&sinks.Result{Model: learner.Name(), Batch: &b, Out: out, Resolved: r})
+		enc.Reset()
+		res.Windows += int64(b.Rows)
+	})
+	defer func() { win.Close() }() // not defer win.Close(): that would pin this windower
+
+	heap := func() uint64 {
+		runtime.GC()
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := heap()
+	keys := make([][]byte, series)
+	for s := range keys {
+		keys[s] = []byte(fmt.Sprintf("host,dc=dc%d,host=h%06d#cpu", s%10, s))
+	}
+	keyBytes := heap() - base
+	t := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	for step := 0; step < steps; step++ {
+		ts := t + int64(step)*int64(time.Second)
+		for s := 0; s < series; s++ {
+			v := math.Sin(float64(step)/float64(10+s%40)) + float64(s%17)
+			win.Add(keys[s], ts, v)
+			res.Points++
+		}
+		if stepErr != nil {
+			return nil, stepErr
+		}
+	}
+	win.Flush()
+	if stepErr != nil {
+		return nil, stepErr
+	}
+	total := heap() - base - keyBytes
+	res.HeapBytes = total
+	res.BytesPerSerie = float64(total) / float64(series)
+	// Per component: drop each stage's state in turn and see what is freed.
+	measure := func(drop func()) float64 {
+		before := heap()
+		drop()
+		return float64(int64(before)-int64(heap())) / float64(series)
+	}
+	res.Encoder = measure(func() { enc = nil })
+	res.Scorer = measure(func() { preq = nil })
+	res.Learner = measure(func() { learner = nil })
+	res.Windowing = measure(func() { win.Close(); win = windowing.New(windowing.Config{Interval: time.Second, Length: 4, Stride: 1, MinObserved: 1, BatchSize: 1, MaxSeries: 1}, nil, nil) })
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		res.PeakRSSBytes = ru.Maxrss << 10
+	}
+	res.Seconds = time.Since(t0).Seconds()
+	runtime.KeepAlive(keys)
+	return res, nil
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tsrep/tsrep/bench/cardinality"
+	"github.com/tsrep/tsrep/config"
+)
+
+func init() { benchSubcommands = append(benchSubcommands, newBenchCardinalityCmd) }
+
+func newBenchCardinalityCmd() *cobra.Command {
+	var cfgPath string
+	var series, steps int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "cardinality",
+		Short: "Bytes of state per series and peak RSS with many series (windowing, learner, scorer, encoder of one partition)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if cfgPath != "" {
+				var err error
+				if cfg, err = config.Load(cfgPath); err != nil {
+					return err
+				}
+			}
+			if steps == 0 {
+				steps = cfg.Window.Length + 2*cfg.Window.Stride
+			}
+			r, err := cardinality.Run(cfg, series, steps)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				e := json.NewEncoder(os.Stdout)
+				e.SetIndent("", "  ")
+				return e.Encode(r)
+			}
+			fmt.Printf("%d series × %d points (window %d, learner %s): %d windows in %.1fs\n",
+				r.Series, r.Points/int64(r.Series), r.Length, r.Model, r.Windows, r.Seconds)
+			fmt.Printf("retained heap %.0f MiB = %.0f bytes per series (windowing %.0f, learner %.0f, forecast scorer %.0f, encoder tag cache %.0f)\n",
+				float64(r.HeapBytes)/(1<<20), r.BytesPerSerie, r.Windowing, r.Learner, r.Scorer, r.Encoder)
+			fmt.Printf("peak RSS %.0f MiB\n", float64(r.PeakRSSBytes)/(1<<20))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration (default: the built-in defaults, as in config.toml)")
+	cmd.Flags().IntVar(&series, "series", 100_000, "series to drive")
+	cmd.Flags().IntVar(&steps, "steps", 0, "points per series (default: window length + 2 strides)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}
