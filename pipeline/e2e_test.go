@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strings"
 	"testing"
@@ -146,6 +147,9 @@ func endToEnd(t *testing.T, multichannel bool) {
 	// Every scored actual is the input value at that time: good points
 	// land unchanged.
 	checkActuals(ctx, t, client, in.Database, cfg, fr)
+	if cfg.Model.Kind == "ssl" {
+		checkSimilar(ctx, t, client, in.Database, cfg, q)
+	}
 
 	// The group's committed offsets are the topic's end offsets.
 	kc := ingest.NewClient(cfg.Kafka.Brokers, d)
@@ -248,4 +252,68 @@ func committedOffsets(ctx context.Context, t *testing.T, kc *kafka.Client, group
 		out[p.Partition] = p.CommittedOffset
 	}
 	return out
+}
+
+// checkSimilar: the ranking `tsrep query similar` gives for OT equals cosine
+// similarity computed here from the latest embedding of each series, read
+// with a Flux query of the test's own.
+func checkSimilar(ctx context.Context, t *testing.T, client influxdb2.Client, db string, cfg config.Config, q *query.Client) {
+	t.Helper()
+	flux := fmt.Sprintf(`from(bucket: %q) |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == %q)
+  |> last()`, db, cfg.Influx.MeasurementPrefix+"embedding")
+	res, err := client.QueryAPI("").Query(ctx, flux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecs := map[string][]float64{}
+	for res.Next() {
+		r := res.Record()
+		f, _ := r.ValueByKey("field").(string)
+		var j int
+		fmt.Sscanf(r.Field(), "e%d", &j)
+		v := vecs[f]
+		for len(v) <= j {
+			v = append(v, math.NaN())
+		}
+		v[j] = r.Value().(float64)
+		vecs[f] = v
+	}
+	res.Close()
+	if len(vecs) != 7 || len(vecs["OT"]) != cfg.Model.Dim {
+		t.Fatalf("latest embeddings: %d series, OT of dim %d", len(vecs), len(vecs["OT"]))
+	}
+	cos := func(a, b []float64) float64 {
+		var ab, aa, bb float64
+		for i := range a {
+			ab += a[i] * b[i]
+			aa += a[i] * a[i]
+			bb += b[i] * b[i]
+		}
+		return ab / math.Sqrt(aa*bb)
+	}
+	type m struct {
+		field string
+		score float64
+	}
+	var want []m
+	for f, v := range vecs {
+		if f != "OT" {
+			want = append(want, m{f, cos(vecs["OT"], v)})
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].score > want[j].score })
+	got, err := q.Similar(ctx, "etth1,source=test#OT", time.Time{}, 6, cfg.Model.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 6 {
+		t.Fatalf("similar returned %d series", len(got))
+	}
+	for i, g := range got {
+		if g.Series != "etth1,source=test#"+want[i].field || math.Abs(g.Score-want[i].score) > 1e-12 {
+			t.Fatalf("rank %d: %s %.6f, want %s %.6f", i+1, g.Series, g.Score, want[i].field, want[i].score)
+		}
+	}
+	t.Logf("series most similar to OT: %s %.3f, %s %.3f, %s %.3f", got[0].Series, got[0].Score, got[1].Series, got[1].Score, got[2].Series, got[2].Score)
 }
