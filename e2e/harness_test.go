@@ -295,8 +295,19 @@ func compare(t *testing.T, what string, want, got []string) {
 		t.Fatalf("%s: the reference run wrote nothing", what)
 	}
 	if len(missing)+len(extra) > 0 {
+		t.Errorf("%s: missing by series: %v", what, bySeries(missing))
+		t.Errorf("%s: unexpected by series: %v", what, bySeries(extra))
 		t.Fatalf("%s: first missing %v, first unexpected %v", what, head(missing), head(extra))
 	}
+}
+
+// bySeries counts points by measurement and tag set.
+func bySeries(points []string) map[string]int {
+	out := map[string]int{}
+	for _, p := range points {
+		out[p[:strings.IndexByte(p, ' ')]]++
+	}
+	return out
 }
 
 func head(s []string) []string {

@@ -142,11 +142,9 @@ func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation,
 	}
 	end := int64(-1)
 	if p.o.UntilEnd {
-		ends, err := ingest.EndOffsets(ctx, p.client, a.Topic)
-		if err != nil {
+		if end, err = p.endOffset(ctx, a.Topic, a.Partition); err != nil {
 			return false, err
 		}
-		end = ends[a.Partition]
 	}
 	pt.log.Info("partition assigned", "start_offset", start, "committed", a.Committed, "end_offset", end)
 	p.o.Timing.assigned(p.o.Now())

@@ -78,6 +78,8 @@ type Pipeline struct {
 	m      *Metrics
 	ckpt   *CheckpointStore
 	client *kafka.Client
+	// ends are the topics' end offsets when an UntilEnd run started.
+	ends map[string]map[int]int64
 }
 
 // New checks the options and opens the checkpoint store.
@@ -144,6 +146,16 @@ func NewLearner(cfg config.Config) (models.Learner, error) {
 func (p *Pipeline) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	if p.o.UntilEnd {
+		p.ends = map[string]map[int]int64{}
+		for _, t := range p.cfg.Kafka.Topics {
+			e, err := ingest.EndOffsets(ctx, p.client, t)
+			if err != nil {
+				return err
+			}
+			p.ends[t] = e
+		}
+	}
 	var runErr error
 	var errOnce sync.Once
 	err := ingest.RunGroup(ctx, ingest.GroupConfig{
@@ -160,10 +172,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			stop()
 			return
 		}
-		// A generation can also end early, in a rebalance: only stop when
-		// every partition really reached its end.
+		// A generation can end early (a rebalance), and other members,
+		// even dead ones until their sessions expire, may hold partitions:
+		// stop only once the group has committed every partition's end.
 		if p.o.UntilEnd && caughtUp && ctx.Err() == nil {
-			stop()
+			done, err := p.allCommitted(ctx)
+			if err != nil {
+				p.log.Warn("checking the group's committed offsets", "err", err)
+			}
+			if done {
+				stop()
+			} else {
+				p.log.Info("my partitions are caught up; waiting for the group's others")
+			}
 		}
 	})
 	if runErr != nil {
@@ -247,4 +268,41 @@ func (t *Timing) committed(now time.Time) {
 	if t != nil {
 		t.LastCommit.Store(now.UnixNano())
 	}
+}
+
+// allCommitted reports whether the group's committed offset of every
+// partition of the topics has reached the end it had when the run started.
+func (p *Pipeline) allCommitted(ctx context.Context) (bool, error) {
+	for topic, ends := range p.ends {
+		parts := make([]int, 0, len(ends))
+		for part := range ends {
+			parts = append(parts, part)
+		}
+		resp, err := p.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: p.cfg.Kafka.Group, Topics: map[string][]int{topic: parts}})
+		if err != nil {
+			return false, err
+		}
+		committed := map[int]int64{}
+		for _, po := range resp.Topics[topic] {
+			committed[po.Partition] = po.CommittedOffset
+		}
+		for part, end := range ends {
+			if end > 0 && committed[part] < end {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// endOffset is the offset an UntilEnd run stops a partition at.
+func (p *Pipeline) endOffset(ctx context.Context, topic string, part int) (int64, error) {
+	if e, ok := p.ends[topic][part]; ok {
+		return e, nil
+	}
+	ends, err := ingest.EndOffsets(ctx, p.client, topic) // a partition added since the start
+	if err != nil {
+		return 0, err
+	}
+	return ends[part], nil
 }
