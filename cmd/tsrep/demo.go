@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"math/rand/v2"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +28,7 @@ func init() { registry = append(registry, newDemoCmd) }
 
 func newDemoCmd() *cobra.Command {
 	var cfgPath, data, influxURL, bucket string
+	var hide float64
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole path once: embedded broker, bundled ETTh1, the pipeline into InfluxDB, then a Flux query of what was learned",
@@ -40,17 +44,18 @@ func newDemoCmd() *cobra.Command {
 			if influxURL != "" {
 				cfg.Influx.URL = influxURL
 			}
-			return runDemo(cmd.Context(), cfg, data, bucket)
+			return runDemo(cmd.Context(), cfg, data, bucket, hide)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file (its kafka and checkpoint settings are replaced by the demo's)")
 	cmd.Flags().StringVar(&data, "data", "data/ETT/ETTh1.csv", "CSV file to stream")
 	cmd.Flags().StringVar(&influxURL, "influx-url", "", "InfluxDB URL (default: influx.url of the config)")
 	cmd.Flags().StringVar(&bucket, "bucket", "tsrep_demo", "bucket (database) the demo writes to")
+	cmd.Flags().Float64Var(&hide, "hide", 0.02, "share of the values removed before producing, for the learner to fill (and be scored on)")
 	return cmd
 }
 
-func runDemo(ctx context.Context, cfg config.Config, data, bucket string) error {
+func runDemo(ctx context.Context, cfg config.Config, data, bucket string, hide float64) error {
 	t0 := time.Now()
 	log := newLogger(config.Log{Level: "warn", Format: "text"})
 	b, err := broker.Start(broker.Options{Partitions: 4})
@@ -79,6 +84,7 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string) error 
 	if err != nil {
 		return err
 	}
+	hidden := hideValues(fr, hide)
 	msgs, err := feed.CSVMessages(fr, baseName(data), map[string]string{"source": "demo"})
 	if err != nil {
 		return err
@@ -95,9 +101,9 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string) error 
 	if err := feed.Produce(ctx, feed.ProduceOptions{Brokers: cfg.Kafka.Brokers, Dialer: d, Topic: topic, Partitions: 4}, msgs); err != nil {
 		return err
 	}
-	fmt.Printf("produced %d rows of %s (%d series, %s .. %s) and 3 malformed messages to the embedded broker at %s\n",
+	fmt.Printf("produced %d rows of %s (%d series, %s .. %s; %d values (%.0f%%) left out as gaps) and 3 malformed messages to the embedded broker at %s\n",
 		fr.Rows(), data, len(fr.Names), time.Unix(0, fr.Time[0]).UTC().Format(time.DateOnly),
-		time.Unix(0, fr.Time[fr.Rows()-1]).UTC().Format(time.DateOnly), b.Addr())
+		time.Unix(0, fr.Time[fr.Rows()-1]).UTC().Format(time.DateOnly), len(hidden), 100*hide, b.Addr())
 
 	t1 := time.Now()
 	if err := pipeline.RunService(ctx, cfg, pipeline.ServiceOptions{Log: log, UntilEnd: true}); err != nil {
@@ -136,7 +142,118 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string) error 
 	for _, dl := range dls {
 		fmt.Printf("  offset %d  reason %-14s %q: %s\n", dl.Offset, dl.Reason, dl.Value, dl.Err)
 	}
-	fmt.Printf("demo took %s\n", time.Since(t0).Round(time.Millisecond))
+	if cfg.Model.Kind == "ssl" {
+		if err := demoLearned(ctx, q, client, cfg, bucket, fr, hidden); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\ndemo took %s\n", time.Since(t0).Round(time.Millisecond))
 	fmt.Printf("\nThe same numbers in Flux:\n\n%s\n", query.ForecastSummaryFlux(bucket, cfg.Influx.MeasurementPrefix+"forecast", cfg.Model.Name))
 	return nil
+}
+
+// hidden is a value left out of the produced data.
+type hidden struct {
+	col, row int
+	value    float64
+}
+
+// hideValues replaces a share of the frame's values (not near its ends)
+// with NaN, which the producer leaves out: gaps with a known truth.
+func hideValues(fr *dataset.Frame, share float64) []hidden {
+	rng := rand.New(rand.NewPCG(2026, 11))
+	var out []hidden
+	for c := range fr.Cols {
+		for r := 100; r < fr.Rows()-100; r++ {
+			if rng.Float64() < share {
+				out = append(out, hidden{c, r, fr.Cols[c][r]})
+				fr.Cols[c][r] = math.NaN()
+			}
+		}
+	}
+	return out
+}
+
+// demoLearned prints what the self-supervised learner wrote: embeddings,
+// filled gaps scored against the values left out, similar series, losses.
+func demoLearned(ctx context.Context, q *query.Client, client influxdb2.Client, cfg config.Config, bucket string, fr *dataset.Frame, hid []hidden) error {
+	fmt.Printf("\nwhat the self-supervised learner wrote (embeddings of %d):\n", cfg.Model.Dim)
+	res, err := client.QueryAPI(cfg.Influx.Org).Query(ctx, fmt.Sprintf(`from(bucket: %q) |> range(start: 0)
+  |> filter(fn: (r) => r._measurement == %q and r._field == "e0" and r.model == %q) |> group() |> count()`,
+		bucket, cfg.Influx.MeasurementPrefix+"embedding", cfg.Model.Name))
+	if err != nil {
+		return err
+	}
+	var embeddings int64
+	for res.Next() {
+		embeddings, _ = res.Record().Value().(int64)
+	}
+	res.Close()
+	fmt.Printf("  %d embeddings in %s\n", embeddings, cfg.Influx.MeasurementPrefix+"embedding")
+
+	// Filled gaps against the truth, next to linear interpolation.
+	filled := map[[2]int64]float64{}
+	for c, name := range fr.Names {
+		pts, err := q.Imputed(ctx, "etth1,source=demo#"+name, time.Time{}, time.Time{}, cfg.Model.Name)
+		if err != nil && !errors.Is(err, query.ErrNoData) {
+			return err
+		}
+		for _, p := range pts {
+			filled[[2]int64{int64(c), p.Time.UnixNano()}] = p.Value
+		}
+	}
+	var n int
+	var eT, eL, sT, sL float64
+	for _, h := range hid {
+		v, ok := filled[[2]int64{int64(h.col), fr.Time[h.row]}]
+		if !ok {
+			continue
+		}
+		li := interpolate(fr.Cols[h.col], h.row)
+		n++
+		eT += math.Abs(v - h.value)
+		eL += math.Abs(li - h.value)
+		sT += (v - h.value) * (v - h.value)
+		sL += (li - h.value) * (li - h.value)
+	}
+	if n > 0 {
+		fmt.Printf("  %d of the %d values left out were filled (%s): MAE %.4f, MSE %.4f; linear interpolation: MAE %.4f, MSE %.4f\n",
+			n, len(hid), cfg.Influx.MeasurementPrefix+"imputed", eT/float64(n), sT/float64(n), eL/float64(n), sL/float64(n))
+	}
+	sim, err := q.Similar(ctx, "etth1,source=demo#OT", time.Time{}, 3, cfg.Model.Name)
+	if err == nil && len(sim) > 0 {
+		fmt.Printf("  series whose latest embeddings are most similar to OT's:")
+		for _, m := range sim {
+			fmt.Printf(" %s (%.3f)", strings.TrimPrefix(m.Series, "etth1,source=demo#"), m.Score)
+		}
+		fmt.Println()
+	}
+	tl, err := q.TrainLosses(ctx, cfg.Model.Name, time.Time{}, time.Time{})
+	if err == nil && len(tl) > 1 {
+		a, z := tl[0], tl[len(tl)-1]
+		fmt.Printf("  %d training steps; losses forecast/impute/contrast: first %.3f/%.3f/%.3f, last %.3f/%.3f/%.3f\n",
+			len(tl), a.LossForecast, a.LossImpute, a.LossContrast, z.LossForecast, z.LossImpute, z.LossContrast)
+	}
+	return nil
+}
+
+// interpolate is the linear interpolation of col at row from its nearest
+// observed neighbours.
+func interpolate(col []float64, row int) float64 {
+	i, j := row-1, row+1
+	for i >= 0 && math.IsNaN(col[i]) {
+		i--
+	}
+	for j < len(col) && math.IsNaN(col[j]) {
+		j++
+	}
+	switch {
+	case i < 0 && j >= len(col):
+		return math.NaN()
+	case i < 0:
+		return col[j]
+	case j >= len(col):
+		return col[i]
+	}
+	return col[i] + (col[j]-col[i])*float64(row-i)/float64(j-i)
 }
