@@ -10,12 +10,17 @@ export TSREP_INFLUXD := $(INFLUXD)
 # Fuzz each decoder/loader briefly in `make test`; longer runs: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit fuzz demo influxd influxd-start influxd-stop bench clean
+.PHONY: all build build-openblas test unit fuzz demo influxd influxd-start influxd-stop bench bench-openblas bench-quality clean
 
 all: build
 
 build:
 	$(GO) build -o bin/tsrep ./cmd/tsrep
+
+## build-openblas: the same binary with OpenBLAS behind gonum (needs Debian's libopenblas-dev)
+build-openblas:
+	@ldconfig -p | grep -q libopenblas || { echo "libopenblas-dev is missing: apt-get install -y libopenblas-dev"; exit 1; }
+	CGO_ENABLED=1 $(GO) build -tags openblas -o bin/tsrep ./cmd/tsrep
 
 $(INFLUXD):
 	scripts/influxd.sh install
@@ -40,8 +45,27 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) ./pipeline
 
 ## demo: local influxd + embedded broker + bundled ETTh1 through the whole pipeline, then a Flux query
-demo: $(INFLUXD)
-	scripts/demo.sh
+demo: $(INFLUXD) build
+	scripts/with-influxd.sh sh -c 'bin/tsrep demo --influx-url "$$TSREP_INFLUX_URL"'
+
+## bench: hot-path micro-benchmarks (allocations per point), learner kernels, then the end-to-end
+## throughput benchmark (5M points, 1000 series, 4 partitions) against a local influxd
+BENCHFLAGS ?=
+bench: $(INFLUXD) build
+	$(GO) test -run '^$$' -bench . -benchmem ./ingest ./windowing ./sinks ./models
+	scripts/with-influxd.sh sh -c 'bin/tsrep bench throughput --influx-url "$$TSREP_INFLUX_URL" $(BENCHFLAGS)'
+
+## bench-openblas: the learner kernels and the throughput benchmark with OpenBLAS
+bench-openblas: $(INFLUXD) build-openblas
+	CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench 'PipelineStep|LearnStep' ./models
+	scripts/with-influxd.sh sh -c 'bin/tsrep bench throughput --influx-url "$$TSREP_INFLUX_URL" $(BENCHFLAGS)'
+
+## bench-quality: the learner on ETTh1/ETTh2 (online forecasting), ETTh1 (imputation), UCR (representations)
+bench-quality: build
+	bin/tsrep bench forecast data/ETT/ETTh1.csv
+	bin/tsrep bench forecast data/ETT/ETTh2.csv
+	bin/tsrep bench impute data/ETT/ETTh1.csv
+	bin/tsrep bench repr data/UCR/GunPoint data/UCR/ECG200 data/UCR/ItalyPowerDemand data/UCR/Coffee data/UCR/ArrowHead
 
 influxd-start: $(INFLUXD)
 	scripts/influxd.sh start

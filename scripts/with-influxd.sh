@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: start a local influxd (unless one already answers on the port),
-# run `tsrep demo` against it, and stop the influxd it started.
+# Run a command with a local influxd: start one on 127.0.0.1:$TSREP_INFLUX_PORT
+# (default 8086) unless one already answers there, run the command with
+# TSREP_INFLUX_URL set, and stop the influxd this script started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,5 +13,5 @@ if ! curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
 fi
 cleanup() { if [ "$started" = 1 ]; then scripts/influxd.sh stop; fi; }
 trap cleanup EXIT
-go build -o bin/tsrep ./cmd/tsrep
-bin/tsrep demo --influx-url "http://127.0.0.1:$port" "$@"
+export TSREP_INFLUX_URL="http://127.0.0.1:$port"
+"$@"
