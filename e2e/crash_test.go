@@ -18,7 +18,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("fault test")
 	}
 	ctx := testenv.Context(t, 10*time.Minute)
-	msgs := nabMessages(t, cloudwatch...)
+	msgs := testenv.NABMessages(t, cloudwatch...)
 
 	// The reference: one uninterrupted run.
 	refBroker := startBroker(t, broker.Options{})

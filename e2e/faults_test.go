@@ -138,7 +138,7 @@ func TestInfluxOutage(t *testing.T) {
 		t.Skip("fault test")
 	}
 	ctx := testenv.Context(t, 10*time.Minute)
-	msgs := nabMessages(t, cloudwatch...)
+	msgs := testenv.NABMessages(t, cloudwatch...)
 	want := reference(ctx, t, msgs, func(*config.Config) {})
 
 	b := startBroker(t, broker.Options{})
@@ -196,7 +196,7 @@ func TestBrokerRestartAndFaults(t *testing.T) {
 		t.Skip("fault test")
 	}
 	ctx := testenv.Context(t, 10*time.Minute)
-	msgs := nabMessages(t, cloudwatch...)
+	msgs := testenv.NABMessages(t, cloudwatch...)
 	want := reference(ctx, t, msgs, func(*config.Config) {})
 
 	dataDir := t.TempDir()

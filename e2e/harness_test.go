@@ -22,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tsrep/tsrep/config"
-	"github.com/tsrep/tsrep/dataset"
 	"github.com/tsrep/tsrep/feed"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/broker"
@@ -191,27 +190,6 @@ func tail(s string) string {
 		return "..." + s[len(s)-4000:]
 	}
 	return s
-}
-
-// nabMessages reads NAB streams as `tsrep produce --measurement nab --tags
-// file=<name>` would, interleaved by time.
-func nabMessages(t *testing.T, files ...string) []feed.Message {
-	t.Helper()
-	var msgs []feed.Message
-	for _, f := range files {
-		fr, err := dataset.ReadCSV(testenv.DataFile(t, "NAB/data/"+f), dataset.CSVOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".csv")
-		m, err := feed.CSVMessages(fr, "nab", map[string]string{"file": name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m...)
-	}
-	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].Time < msgs[j].Time })
-	return msgs
 }
 
 var cloudwatch = []string{

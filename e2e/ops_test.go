@@ -38,7 +38,7 @@ func TestOperations(t *testing.T) {
 	port, _ := testenv.FreePort()
 	c.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 	c.Pipeline.CheckpointInterval = config.Duration{Duration: time.Hour} // only the SIGTERM drain checkpoints
-	msgs := nabMessages(t, cloudwatch[:3]...)
+	msgs := testenv.NABMessages(t, cloudwatch[:3]...)
 	produce(ctx, t, c, msgs)
 	path := writeConfig(t, c)
 

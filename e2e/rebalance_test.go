@@ -43,7 +43,7 @@ func TestRebalance(t *testing.T) {
 		t.Skip("fault test")
 	}
 	ctx := testenv.Context(t, 10*time.Minute)
-	msgs := nabMessages(t, cloudwatch...)
+	msgs := testenv.NABMessages(t, cloudwatch...)
 	want := reference(ctx, t, msgs, func(*config.Config) {})
 
 	b := startBroker(t, broker.Options{})

@@ -96,7 +96,7 @@ func TestSecurity(t *testing.T) {
 	}
 	p := newPKI(t)
 	influxURL, influxCred := testenv.StartAuthInflux(t)
-	msgs := nabMessages(t, cloudwatch[:2]...)
+	msgs := testenv.NABMessages(t, cloudwatch[:2]...)
 	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		t.Run(mech, func(t *testing.T) {
 			ctx := testenv.Context(t, 3*time.Minute)

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -37,12 +36,7 @@ func NewJSON(o Options) *JSON {
 
 // Decode implements Decoder.
 func (d *JSON) Decode(value []byte, msgTime int64, h Handler) {
-	if d.o.MaxMessageBytes > 0 && len(value) > d.o.MaxMessageBytes {
-		h.Bad(value, ReasonTooLarge, fmt.Errorf("message of %d bytes is larger than the limit of %d", len(value), d.o.MaxMessageBytes))
-		return
-	}
-	if len(bytes.TrimSpace(value)) == 0 {
-		h.Bad(value, ReasonEmpty, errEmpty)
+	if !checkMessage(value, d.o, h) {
 		return
 	}
 	v, err := d.p.ParseBytes(value)

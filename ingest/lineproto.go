@@ -29,16 +29,9 @@ func NewLineProtocol(o Options) *LineProtocol {
 	return d
 }
 
-var errEmpty = errors.New("message has no content")
-
 // Decode implements Decoder.
 func (d *LineProtocol) Decode(value []byte, msgTime int64, h Handler) {
-	if d.o.MaxMessageBytes > 0 && len(value) > d.o.MaxMessageBytes {
-		h.Bad(value, ReasonTooLarge, fmt.Errorf("message of %d bytes is larger than the limit of %d", len(value), d.o.MaxMessageBytes))
-		return
-	}
-	if len(bytes.TrimSpace(value)) == 0 {
-		h.Bad(value, ReasonEmpty, errEmpty)
+	if !checkMessage(value, d.o, h) {
 		return
 	}
 	for pos := skipEmptyLines(value, 0); pos < len(value); pos = skipEmptyLines(value, pos) {

@@ -31,12 +31,7 @@ func newRefLineProtocol(o Options) *refLineProtocol {
 
 // Decode implements Decoder.
 func (d *refLineProtocol) Decode(value []byte, msgTime int64, h Handler) {
-	if d.o.MaxMessageBytes > 0 && len(value) > d.o.MaxMessageBytes {
-		h.Bad(value, ReasonTooLarge, fmt.Errorf("message of %d bytes is larger than the limit of %d", len(value), d.o.MaxMessageBytes))
-		return
-	}
-	if len(bytes.TrimSpace(value)) == 0 {
-		h.Bad(value, ReasonEmpty, errEmpty)
+	if !checkMessage(value, d.o, h) {
 		return
 	}
 	dec := lineprotocol.NewDecoderWithBytes(value)

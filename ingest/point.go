@@ -6,6 +6,7 @@ package ingest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 )
 
 // Point is one decoded point. Its byte slices alias the decoder's buffers
@@ -104,6 +105,22 @@ func NewDecoder(format string, o Options) (Decoder, error) {
 	}
 	return nil, errors.New("unknown format " + format + " (use influx or json)")
 }
+
+// checkMessage reports a message too large or without content to h and
+// returns false for it.
+func checkMessage(value []byte, o Options, h Handler) bool {
+	if o.MaxMessageBytes > 0 && len(value) > o.MaxMessageBytes {
+		h.Bad(value, ReasonTooLarge, fmt.Errorf("message of %d bytes is larger than the limit of %d", len(value), o.MaxMessageBytes))
+		return false
+	}
+	if len(bytes.TrimSpace(value)) == 0 {
+		h.Bad(value, ReasonEmpty, errEmpty)
+		return false
+	}
+	return true
+}
+
+var errEmpty = errors.New("message has no content")
 
 // pointBuilder collects one point's tags and fields into reused storage.
 // Names are copied into scratch because decoders may reuse their own

@@ -17,15 +17,7 @@ import (
 
 // AppendSeriesKey appends the key of p's field f to dst.
 func AppendSeriesKey(dst []byte, p *Point, f int) []byte {
-	dst = appendEscaped(dst, p.Measurement, measurementEsc)
-	for _, t := range p.Tags {
-		dst = append(dst, ',')
-		dst = appendEscaped(dst, t.Key, tagEsc)
-		dst = append(dst, '=')
-		dst = appendEscaped(dst, t.Value, tagEsc)
-	}
-	dst = append(dst, '#')
-	return appendEscaped(dst, p.Fields[f].Key, fieldEsc)
+	return AppendFieldKey(AppendSeriesPrefix(dst, p), p.Fields[f].Key)
 }
 
 // AppendFieldKey appends the '#' and escaped field that turn a group key

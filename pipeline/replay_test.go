@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
-	"github.com/tsrep/tsrep/dataset"
 	"github.com/tsrep/tsrep/feed"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/broker"
@@ -23,33 +21,11 @@ import (
 // nabFiles are five NAB streams over the same two weeks (5-minute CPU
 // utilisation of EC2 and RDS instances).
 var nabFiles = []string{
-	"NAB/data/realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv",
-	"NAB/data/realAWSCloudwatch/ec2_cpu_utilization_53ea38.csv",
-	"NAB/data/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv",
-	"NAB/data/realAWSCloudwatch/ec2_cpu_utilization_fe7f93.csv",
-	"NAB/data/realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv",
-}
-
-// nabMessages reads the files as `tsrep produce --measurement nab --tags
-// file=<name>` would.
-func nabMessages(t *testing.T) []feed.Message {
-	t.Helper()
-	var msgs []feed.Message
-	for _, f := range nabFiles {
-		fr, err := dataset.ReadCSV(testenv.DataFile(t, f), dataset.CSVOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".csv")
-		m, err := feed.CSVMessages(fr, "nab", map[string]string{"file": name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m...)
-	}
-	// Interleave the files by time, as live producers would.
-	sort.SliceStable(msgs, func(i, j int) bool { return msgs[i].Time < msgs[j].Time })
-	return msgs
+	"realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv",
+	"realAWSCloudwatch/ec2_cpu_utilization_53ea38.csv",
+	"realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv",
+	"realAWSCloudwatch/ec2_cpu_utilization_fe7f93.csv",
+	"realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv",
 }
 
 // pointSet reads every point tagged run=run (all measurements) as
@@ -94,7 +70,7 @@ func TestReplayKafkaRangeEqualsFileReplay(t *testing.T) {
 	cfg.Window.Length, cfg.Window.Stride = 32, 4
 	cfg.Model.Order = 12
 
-	msgs := nabMessages(t)
+	msgs := testenv.NABMessages(t, nabFiles...)
 	d, _ := ingest.NewDialer(cfg.Kafka)
 	if err := feed.Produce(ctx, feed.ProduceOptions{Brokers: cfg.Kafka.Brokers, Dialer: d, Topic: topic, Partitions: 4}, msgs); err != nil {
 		t.Fatal(err)
@@ -133,7 +109,7 @@ func TestReplayKafkaRangeEqualsFileReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.ReplayMessages(ctx, topic, 4, nabMessages(t), from, to); err != nil {
+	if err := p.ReplayMessages(ctx, topic, 4, testenv.NABMessages(t, nabFiles...), from, to); err != nil {
 		t.Fatal(err)
 	}
 	closeAll()
