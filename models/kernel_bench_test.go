@@ -50,11 +50,14 @@ func gemmGFLOPs(b *testing.B) float64 {
 // BenchmarkLearnStep measures one optimiser step of the default learner
 // (window 96, TrainBatch windows): building the views, the forward and
 // backward passes of the three objectives, clipping and Adam. It reports
-// windows learnt per second and the GFLOP/s of the step's network passes,
-// next to the GFLOP/s a large Gemm reaches in the same run.
+// windows learnt per second and the GFLOP/s of the step's network passes
+// (the products they compute, see stepFlops), next to the GFLOP/s a large
+// Gemm reaches in the same run with the same BLAS. The names carry the BLAS
+// in use (models.BLAS): run it with and without -tags openblas for the two
+// side by side.
 func BenchmarkLearnStep(b *testing.B) {
 	for _, tb := range []int{64, 128, 256} {
-		b.Run("batch="+itoa(tb), func(b *testing.B) {
+		b.Run("blas="+BLAS+"/batch="+itoa(tb), func(b *testing.B) {
 			cfg := DefaultSSLConfig("bench", 96, 1)
 			cfg.TrainBatch = tb
 			l, err := NewSSL(cfg)
@@ -81,31 +84,31 @@ func BenchmarkLearnStep(b *testing.B) {
 	}
 }
 
-// BenchmarkPredict measures the prediction pass of one segment of 256
-// windows (embedding, forecast correction, imputation of every row).
+// BenchmarkPredict measures the prediction pass of one block of
+// TrainBatch windows (embedding, forecast correction, imputation of every
+// column).
 func BenchmarkPredict(b *testing.B) {
-	cfg := DefaultSSLConfig("bench", 96, 1)
-	l, err := NewSSL(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	const rows = 256
-	r := rand.New(rand.NewPCG(3, 3))
-	x := randSlice(r, rows*l.in, 1)
-	var enc, fh, ih blockAct
-	ihIn := make([]float64, rows*(cfg.Dim+l.in))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		e := l.enc.forward(x, rows, &enc)
-		l.fh.forward(e, rows, &fh)
-		for k := 0; k < rows; k++ {
-			copy(ihIn[k*(cfg.Dim+l.in):], e[k*cfg.Dim:(k+1)*cfg.Dim])
-			copy(ihIn[k*(cfg.Dim+l.in)+cfg.Dim:], x[k*l.in:(k+1)*l.in])
+	b.Run("blas="+BLAS, func(b *testing.B) {
+		cfg := DefaultSSLConfig("bench", 96, 1)
+		l, err := NewSSL(cfg)
+		if err != nil {
+			b.Fatal(err)
 		}
-		l.ih.forward(ihIn, rows, &ih)
-	}
-	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "windows/s")
+		TB, D := cfg.TrainBatch, cfg.Dim
+		r := rand.New(rand.NewPCG(3, 3))
+		z := newMat(D+l.in, TB, randSlice(r, (D+l.in)*TB, 1))
+		var enc, fh, ih blockAct
+		c := make([]float64, TB)
+		d := make([]float64, l.lc*TB)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			l.enc.forward(z.rows(D, l.in), z.rows(0, D), &enc)
+			l.fh.forward(z.rows(0, D), newMat(1, TB, c), &fh)
+			l.ih.forward(z, newMat(l.lc, TB, d), &ih)
+		}
+		b.ReportMetric(float64(TB*b.N)/b.Elapsed().Seconds(), "windows/s")
+	})
 }
 
 func itoa(n int) string {

@@ -168,9 +168,19 @@ func (c *SSLConfig) Validate() error {
 // then put in the training buffer; every TrainBatch windows one Adam step
 // (with global gradient-norm clipping) runs on the buffer, and the losses it
 // measures, with the weights the windows were predicted with, are reported
-// as a TrainStep. An Arrow batch is cut where the buffer fills and each
-// piece predicted as one matrix, so batch boundaries do not change the model.
-// All matrix work goes through gonum's BLAS on whole batches.
+// as a TrainStep. An Arrow batch is cut where the buffer fills, and each
+// piece is predicted as one block of exactly TrainBatch windows: its windows
+// in the columns they take in the training buffer (while training is off,
+// in consecutive columns counted across batches), the other columns zero.
+// Neither the shape of a product nor a window's place in it then depends on
+// where the Arrow batches were cut, so batch boundaries do not change the
+// model or its outputs, also under a BLAS that picks kernels by shape
+// (OpenBLAS).
+//
+// All matrix work goes through BLAS (gonum's, or OpenBLAS with -tags
+// openblas) on whole blocks of windows stored feature-major, one column per
+// window, so that each product's inner loops run along the block (see
+// ssl_nn.go).
 type SSL struct {
 	cfg SSLConfig
 	lc  int // context length: Length-1
@@ -187,6 +197,10 @@ type SSL struct {
 	series *lru.Map[*sslSeries]
 	buf    sslBuffer
 	train  bool
+	// idle is the prediction-block column of the next window while
+	// training is off (while it is on, a window's column is its slot in
+	// the training buffer).
+	idle int
 
 	out Output
 	ws  sslWork
@@ -259,26 +273,24 @@ func NewSSL(cfg SSLConfig) (*SSL, error) {
 // skip and output weights for the heads, so that a new learner's forecast
 // is its linear path and its imputation the linear interpolation.
 func (l *SSL) initWeights() {
-	uni := func(s []float64, fanIn int) {
-		a := math.Sqrt(3 / float64(fanIn))
-		for i := range s {
-			s[i] = (2*l.rng.Float64() - 1) * a
-		}
-	}
-	uni(l.enc.w, l.enc.in)
-	uni(l.enc.w2, l.enc.hid)
-	for _, h := range []*block{&l.fh, &l.ih} {
-		w := h.out + h.hid
-		a := math.Sqrt(3 / float64(h.in))
-		for i := 0; i < h.in; i++ {
-			for j := 0; j < w; j++ {
+	// The weights are drawn in the order of an in×(out+hid) matrix
+	// x·[Ws|W1], each stored at its place in the transposed layout.
+	draw := func(w []float64, rows, cols int, from int, a float64) {
+		for i := 0; i < rows; i++ {
+			for j := 0; j < cols; j++ {
 				v := 0.0
-				if j >= h.out {
+				if j >= from {
 					v = (2*l.rng.Float64() - 1) * a
 				}
-				h.w[i*w+j] = v
+				w[j*rows+i] = v
 			}
 		}
+	}
+	e := &l.enc
+	draw(e.w, e.in, e.out+e.hid, 0, math.Sqrt(3/float64(e.in)))
+	draw(e.w2, e.hid, e.out, 0, math.Sqrt(3/float64(e.hid)))
+	for _, h := range []*block{&l.fh, &l.ih} {
+		draw(h.w, h.in, h.out+h.hid, h.out, math.Sqrt(3/float64(h.in)))
 	}
 }
 
@@ -299,30 +311,35 @@ func (l *SSL) SetTraining(on bool) { l.train = on }
 
 // sslWork holds the per-batch workspaces.
 type sslWork struct {
-	ser     []*sslSeries
-	xin     []float64 // rows×in encoder inputs
-	ip      []float64 // rows×lc interpolated normalised context
-	lin     []float64 // linear prediction of the next slot
-	mean    []float64
-	std     []float64
-	exZ     []float64 // rows×lc training context
-	exR     []float64
-	z       []float64 // one window, normalised
-	tmp     []float64
-	it      []float64
-	ihIn    []float64
-	ihRows  []int
-	enc, fh blockAct
-	ih      blockAct
-	// training
-	tx     []float64 // 3B×in
-	tip    []float64 // 2B×lc view interpolations
-	ttgt   []float64 // 2B×lc targets at hidden slots (NaN elsewhere)
-	tihIn  []float64
-	de     []float64
+	ser  []*sslSeries
+	ip   []float64 // rows×lc interpolated normalised context
+	lin  []float64 // linear prediction of the next slot
+	mean []float64
+	std  []float64
+	exZ  []float64 // rows×lc training context
+	exR  []float64
+	z    []float64 // one window, normalised
+	tmp  []float64
+	it   []float64
+	// prediction: a block of TrainBatch columns, one per window
+	pz    []float64 // (Dim+in)×TrainBatch: embeddings above encoder inputs
+	pc    []float64 // TrainBatch forecast corrections
+	pd    []float64 // lc×TrainBatch imputation corrections
+	pfrom int       // the segment's first row
+	pcol  int       // and its column
+	enc   blockAct
+	fh    blockAct
+	ih    blockAct
+	// training: a block of 3·TrainBatch columns, the clean windows then
+	// the first and the second views
+	tz     []float64 // (Dim+in)×3B: embeddings above encoder inputs
+	tip    []float64 // lc×2B view interpolations
+	ttgt   []float64 // lc×2B targets at hidden slots (NaN elsewhere)
+	tc     []float64 // B forecast corrections
+	tdelta []float64 // lc×2B imputation corrections
+	de     []float64 // Dim×3B
 	dc     []float64
 	dd     []float64
-	dih    []float64
 	dcon   []float64
 	nce    infoNCE
 	tenc   blockAct
@@ -347,11 +364,17 @@ func (l *SSL) Step(rec arrow.RecordBatch) (*Output, error) {
 		// A segment ends where the training buffer fills, and is never
 		// longer than TrainBatch rows: at most MaxSeries series are touched
 		// in a segment, so none is evicted between its per-series pass
-		// and its gate update.
-		end := min(b.Rows, start+l.cfg.TrainBatch)
+		// and its gate update. Its windows take the columns of the
+		// prediction block that they take in the training buffer.
+		col := l.idle
 		if l.train {
-			end = min(end, start+l.cfg.TrainBatch-l.buf.n)
+			col = l.buf.n
 		}
+		end := min(b.Rows, start+l.cfg.TrainBatch-col)
+		if !l.train {
+			l.idle = (col + end - start) % l.cfg.TrainBatch
+		}
+		l.startBlock(start, col)
 		for i := start; i < end; i++ {
 			l.sequential(&b, i)
 		}
@@ -378,7 +401,6 @@ func (l *SSL) prepare(rows int) {
 		w.ser = make([]*sslSeries, rows)
 	}
 	w.ser = w.ser[:rows]
-	w.xin = grow(w.xin, rows*l.in)
 	w.ip = grow(w.ip, rows*l.lc)
 	w.lin = grow(w.lin, rows)
 	w.mean = grow(w.mean, rows)
@@ -388,6 +410,16 @@ func (l *SSL) prepare(rows int) {
 	w.z = grow(w.z, l.cfg.Length)
 	w.tmp = grow(w.tmp, l.lc)
 	w.it = grow(w.it, l.lc)
+}
+
+// startBlock clears the prediction block for a segment whose first row,
+// from, takes column col: the columns no window of the segment takes stay
+// zero.
+func (l *SSL) startBlock(from, col int) {
+	w := &l.ws
+	w.pz = grow(w.pz, (l.cfg.Dim+l.in)*l.cfg.TrainBatch)
+	clear(w.pz)
+	w.pfrom, w.pcol = from, col
 }
 
 // sequential runs the per-series part of row i in arrival order: the
@@ -427,7 +459,9 @@ func (l *SSL) sequential(b *Batch, i int) {
 	// Prediction input: slots 1..L-1.
 	ip := l.ws.ip[i*lc : (i+1)*lc]
 	centre, _ := interpolate(z[1:], ip)
-	fillInput(l.ws.xin[i*l.in:(i+1)*l.in], ip, z[1:], centre)
+	TB := l.cfg.TrainBatch
+	col := l.ws.pcol + i - l.ws.pfrom
+	fillInput(l.ws.pz[l.cfg.Dim*TB+col:], TB, ip, z[1:], centre)
 	// The linear path first learns the window's newest point (the answer to
 	// the previous window's forecast, already scored), then forecasts the
 	// next slot: the order of the FSNet online protocol.
@@ -461,21 +495,23 @@ func usable(b *Batch, i, j int) bool {
 // maxLevel bounds the level input of the encoder, in normalised units.
 const maxLevel = 5
 
-// fillInput writes an encoder input: the filled context ip minus its
-// centre, the observed mask of z (NaN: a gap), and the centre itself
-// clamped to ±maxLevel, the window's level relative to the series' running
-// mean (bounded so that a level shift cannot push the input far from what
-// the encoder was trained on).
-func fillInput(x, ip, z []float64, centre float64) {
+// fillInput writes an encoder input, a column of a block (x[j·stride] is
+// its j-th feature): the filled context ip minus its centre, the observed
+// mask of z (NaN: a gap), and the centre itself clamped to ±maxLevel, the
+// window's level relative to the series' running mean (bounded so that a
+// level shift cannot push the input far from what the encoder was trained
+// on).
+func fillInput(x []float64, stride int, ip, z []float64, centre float64) {
 	lc := len(ip)
 	for j, v := range ip {
-		x[j] = v - centre
-		x[lc+j] = 0
+		x[j*stride] = v - centre
+		m := 0.0
 		if !math.IsNaN(z[j]) {
-			x[lc+j] = 1
+			m = 1
 		}
+		x[(lc+j)*stride] = m
 	}
-	x[2*lc] = math.Max(-maxLevel, math.Min(maxLevel, centre))
+	x[2*lc*stride] = math.Max(-maxLevel, math.Min(maxLevel, centre))
 }
 
 // relLags fills dst (P+1 long) with the linear path's inputs from the
@@ -555,54 +591,62 @@ func (l *SSL) writeRange(seq uint64) (lo, hi int) {
 	return max(lo, 1), hi
 }
 
-// predict runs the network on rows [from, to) as one matrix: embeddings,
-// forecast corrections, and the imputation of the gaps the rows write out.
+// predict runs the network on rows [from, to), whose encoder inputs
+// sequential wrote into the prediction block: embeddings, forecast
+// corrections, and the imputation of the gaps the rows write out. The
+// products always run on the whole block of TrainBatch columns (the unused
+// ones zero), so their shapes do not depend on how many windows the
+// segment has.
 func (l *SSL) predict(b *Batch, from, to int) {
 	n := to - from
 	if n == 0 {
 		return
 	}
-	D, lc, in := l.cfg.Dim, l.lc, l.in
+	D, lc, in, TB := l.cfg.Dim, l.lc, l.in, l.cfg.TrainBatch
 	w := &l.ws
-	e := l.enc.forward(w.xin[from*in:to*in], n, &w.enc)
-	copy(l.out.Embedding[from*D:to*D], e)
+	Z := newMat(D+in, TB, w.pz)
+	E := Z.rows(0, D)
+	l.enc.forward(Z.rows(D, in), E, &w.enc)
 	for i := from; i < to; i++ {
+		col := w.pcol + i - from
+		emb := l.out.Embedding[i*D : (i+1)*D]
+		for d := range emb {
+			emb[d] = E.d[d*TB+col]
+		}
 		l.out.EmitEmbedding[i] = b.Seq[i]%uint64(l.cfg.EmbedEvery) == 0
 	}
-	c := l.fh.forward(e, n, &w.fh)
+	w.pc = grow(w.pc, TB)
+	l.fh.forward(E, newMat(1, TB, w.pc), &w.fh)
 	for i := from; i < to; i++ {
-		l.out.Forecast[i] = c[i-from] // the correction, until gate() combines it
+		l.out.Forecast[i] = w.pc[w.pcol+i-from] // the correction, until gate() combines it
 	}
-	// Rows with gaps to write.
-	w.ihRows = w.ihRows[:0]
-	for i := from; i < to; i++ {
+	// The imputation head runs if a row has gaps to write.
+	gaps := func(i int) bool {
 		lo, hi := l.writeRange(b.Seq[i])
 		for j := lo; j < hi; j++ {
 			if !b.Observed(i, j) {
-				w.ihRows = append(w.ihRows, i)
-				break
+				return true
 			}
 		}
+		return false
 	}
-	k := len(w.ihRows)
-	if k == 0 {
+	need := false
+	for i := from; i < to && !need; i++ {
+		need = gaps(i)
+	}
+	if !need {
 		return
 	}
-	w.ihIn = grow(w.ihIn, k*(D+in))
-	for r, i := range w.ihRows {
-		dst := w.ihIn[r*(D+in) : (r+1)*(D+in)]
-		copy(dst[:D], e[(i-from)*D:(i-from+1)*D])
-		copy(dst[D:], w.xin[i*in:(i+1)*in])
-	}
-	delta := l.ih.forward(w.ihIn, k, &w.ih)
+	w.pd = grow(w.pd, lc*TB)
+	l.ih.forward(Z, newMat(lc, TB, w.pd), &w.ih)
 	L := l.cfg.Length
-	for r, i := range w.ihRows {
+	for i := from; i < to; i++ {
 		lo, hi := l.writeRange(b.Seq[i])
+		col := w.pcol + i - from
 		ip := w.ip[i*lc : (i+1)*lc]
-		d := delta[r*lc : (r+1)*lc]
 		for j := lo; j < hi; j++ {
 			if !b.Observed(i, j) {
-				l.out.Imputed[i*L+j] = w.mean[i] + (ip[j-1]+d[j-1])*w.std[i]
+				l.out.Imputed[i*L+j] = w.mean[i] + (ip[j-1]+w.pd[(j-1)*TB+col])*w.std[i]
 			}
 		}
 	}

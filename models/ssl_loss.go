@@ -28,77 +28,191 @@ func huberGrad(e, d float64) float64 {
 
 // infoNCE holds the workspaces of the contrastive loss.
 type infoNCE struct {
-	u, s, ds, du, norm []float64
+	u, s, ds, du, norm, dot, z []float64
 }
 
-// loss is the NT-Xent contrastive loss (SimCLR) over 2n embeddings e
-// (2n×dim): rows 0..n-1 are the first views of n windows, rows n..2n-1 the
-// second views in the same order. Each row's positive is the other view of
-// its window; the other 2n-2 rows are its negatives. Similarity is the
-// cosine divided by the temperature tau. The loss is the mean over the 2n
-// anchors of
-//
-//	-log exp(s(i,p(i))) / Σ_{k≠i} exp(s(i,k)).
-//
-// If grad is not nil, the gradient of weight·loss with respect to e is
-// written into it.
-func (c *infoNCE) loss(e []float64, n, dim int, tau, weight float64, grad []float64) float64 {
+// expSafe bounds the arguments -x of exp(x) that cannot underflow to zero
+// or to a subnormal (exp(-708) is about the smallest normal float64).
+const expSafe = 700
+
+// tile is the side of the square tiles in which the softmax passes walk
+// the upper triangle of an m×m matrix and mirror it into the lower: the
+// transposed accesses then stay in cache.
+const tile = 32
+
+// upper calls f(i, k0, k1) for runs [k0, k1) of columns k > i that cover
+// the upper triangle of an m×m matrix, tile by tile.
+func upper(m int, f func(i, k0, k1 int)) {
+	for i0 := 0; i0 < m; i0 += tile {
+		for k0 := i0; k0 < m; k0 += tile {
+			for i := i0; i < min(i0+tile, m); i++ {
+				if lo, hi := max(k0, i+1), min(k0+tile, m); lo < hi {
+					f(i, lo, hi)
+				}
+			}
+		}
+	}
+}
+
+// symmetric computes the loss from s (m×m, symmetric) with one shift for
+// every row, 1/τ (no similarity exceeds it), so that exp(s(i,k) - 1/τ) is
+// shared by rows i and k: half the exponentials of a shift per row. The
+// caller makes sure they cannot underflow (2/τ ≤ expSafe). With grad it
+// leaves the symmetric gradient g in c.ds.
+func (c *infoNCE) symmetric(S matrix, n int, tau float64, grad bool) float64 {
 	m := 2 * n
-	if n < 1 {
-		return math.NaN()
+	shift := 1 / tau
+	ds, z := c.ds, c.z
+	clear(z)
+	upper(m, func(i, k0, k1 int) {
+		var zi float64
+		for k := k0; k < k1; k++ {
+			e := math.Exp(S.d[i*m+k] - shift)
+			ds[i*m+k] = e
+			zi += e
+			z[k] += e
+		}
+		z[i] += zi
+	})
+	var total float64
+	for i := 0; i < n; i++ { // s(i, i+n) is the positive of i and of i+n
+		total += 2*(shift-S.d[i*m+i+n]) + math.Log(z[i]) + math.Log(z[i+n])
 	}
-	c.u = grow(c.u, m*dim)
-	c.norm = grow(c.norm, m)
-	for i := 0; i < m; i++ {
-		row := e[i*dim : (i+1)*dim]
-		nr := math.Max(floats.Norm(row, 2), 1e-12)
-		c.norm[i] = nr
-		floats.ScaleTo(c.u[i*dim:(i+1)*dim], 1/nr, row)
+	for i := range z {
+		z[i] = 1 / (z[i] * float64(m)) // now the softmax's factor
 	}
-	// s = u·uᵀ/τ
-	c.s = grow(c.s, m*m)
-	gemm(false, true, m, m, dim, 1/tau, c.u, c.u, 0, c.s)
-	c.ds = grow(c.ds, m*m)
+	if grad {
+		// ds(i,k) = e(i,k)·z'(i) - [k = p(i)]/m; p is an involution, so
+		// g(i,k) = e(i,k)·(z'(i) + z'(k)) - 2[k = p(i)]/m.
+		upper(m, func(i, k0, k1 int) {
+			zi := z[i]
+			for k := k0; k < k1; k++ {
+				g := ds[i*m+k] * (zi + z[k])
+				ds[i*m+k], ds[k*m+i] = g, g
+			}
+		})
+		for i := 0; i < m; i++ {
+			ds[i*m+i] = 0
+			p := (i + n) % m
+			ds[i*m+p] -= 2 / float64(m)
+		}
+	}
+	return total
+}
+
+// perRow computes the loss from s with a shift per row (its largest
+// negative similarity), for temperatures too small for symmetric. With
+// grad it leaves the symmetric gradient g in c.ds.
+func (c *infoNCE) perRow(S matrix, n int, grad bool) float64 {
+	m := 2 * n
+	inv := 1 / float64(m)
 	var total float64
 	for i := 0; i < m; i++ {
 		p := (i + n) % m
-		row := c.s[i*m : (i+1)*m]
+		row := S.row(i)
 		mx := math.Inf(-1)
 		for k, v := range row {
 			if k != i && v > mx {
 				mx = v
 			}
 		}
-		var z float64
-		for k, v := range row {
-			if k != i {
-				z += math.Exp(v - mx)
-			}
-		}
-		lse := mx + math.Log(z)
-		total += lse - row[p]
+		// d = softmax over k ≠ i, from one exp per entry.
 		d := c.ds[i*m : (i+1)*m]
+		var z float64
 		for k, v := range row {
 			if k == i {
 				d[k] = 0
 				continue
 			}
-			d[k] = math.Exp(v-lse) / float64(m)
+			d[k] = math.Exp(v - mx)
+			z += d[k]
 		}
-		d[p] -= 1 / float64(m)
+		total += mx + math.Log(z) - row[p]
+		floats.Scale(inv/z, d)
+		d[p] -= inv
 	}
-	if grad != nil {
-		// s(i,k) = u_i·u_k/τ, so dL/du = (ds + dsᵀ)·u/τ.
-		c.du = grow(c.du, m*dim)
-		gemm(false, false, m, dim, m, weight/tau, c.ds, c.u, 0, c.du)
-		gemm(true, false, m, dim, m, weight/tau, c.ds, c.u, 1, c.du)
-		// u = e/|e|: de = (du - (du·u)u)/|e|
-		for i := 0; i < m; i++ {
-			du := c.du[i*dim : (i+1)*dim]
-			u := c.u[i*dim : (i+1)*dim]
-			g := grad[i*dim : (i+1)*dim]
-			floats.AddScaledTo(g, du, -floats.Dot(du, u), u)
-			floats.Scale(1/c.norm[i], g)
+	if grad {
+		ds := c.ds
+		upper(m, func(i, k0, k1 int) {
+			for k := k0; k < k1; k++ {
+				v := ds[i*m+k] + ds[k*m+i]
+				ds[i*m+k], ds[k*m+i] = v, v
+			}
+		})
+	}
+	return total
+}
+
+// loss is the NT-Xent contrastive loss (SimCLR) over the 2n columns of e
+// (dim×2n, feature-major): columns 0..n-1 are the first views of n
+// windows, columns n..2n-1 the second views in the same order. Each
+// column's positive is the other view of its window; the other 2n-2
+// columns are its negatives. Similarity is the cosine divided by the
+// temperature tau. The loss is the mean over the 2n anchors of
+//
+//	-log exp(s(i,p(i))) / Σ_{k≠i} exp(s(i,k)).
+//
+// If grad has columns, the gradient of weight·loss with respect to e is
+// written into it (dim×2n).
+func (c *infoNCE) loss(e matrix, tau, weight float64, grad matrix) float64 {
+	m, dim := e.c, e.r
+	n := m / 2
+	if n < 1 || m != 2*n {
+		return math.NaN()
+	}
+	// Column norms, and u = e/|e| (dim×m).
+	c.norm = grow(c.norm, m)
+	clear(c.norm)
+	for r := 0; r < dim; r++ {
+		for j, v := range e.row(r) {
+			c.norm[j] += v * v
+		}
+	}
+	for j, v := range c.norm {
+		c.norm[j] = math.Max(math.Sqrt(v), 1e-12)
+	}
+	c.u = grow(c.u, dim*m)
+	U := newMat(dim, m, c.u)
+	for r := 0; r < dim; r++ {
+		ur := U.row(r)
+		for j, v := range e.row(r) {
+			ur[j] = v / c.norm[j]
+		}
+	}
+	// s = uᵀ·u/τ
+	c.s = grow(c.s, m*m)
+	S := newMat(m, m, c.s)
+	gemm(true, false, 1/tau, U, U, 0, S)
+	// ds is the gradient of the mean loss with respect to s, made
+	// symmetric: g(i,k) = ds(i,k) + ds(k,i), since s(i,k) = s(k,i).
+	c.ds = grow(c.ds, m*m)
+	c.z = grow(c.z, m)
+	var total float64
+	if 2/tau <= expSafe {
+		total = c.symmetric(S, n, tau, grad.c > 0)
+	} else {
+		total = c.perRow(S, n, grad.c > 0)
+	}
+	if grad.c > 0 {
+		// s(i,k) = u_i·u_k/τ, so dL/du = u·g/τ.
+		ds := c.ds
+		c.du = grow(c.du, dim*m)
+		dU := newMat(dim, m, c.du)
+		gemm(false, false, weight/tau, U, newMat(m, m, ds), 0, dU)
+		// u = e/|e|: de = (du - (du·u)u)/|e|, column by column.
+		c.dot = grow(c.dot, m)
+		clear(c.dot)
+		for r := 0; r < dim; r++ {
+			ur := U.row(r)
+			for j, v := range dU.row(r) {
+				c.dot[j] += v * ur[j]
+			}
+		}
+		for r := 0; r < dim; r++ {
+			ur, gr := U.row(r), grad.row(r)
+			for j, v := range dU.row(r) {
+				gr[j] = (v - c.dot[j]*ur[j]) / c.norm[j]
+			}
 		}
 	}
 	return total / float64(m)

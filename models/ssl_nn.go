@@ -6,43 +6,127 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/floats"
+
+	"github.com/tsrep/tsrep/internal/blasimpl"
 )
 
 // This file holds the SSL learner's layers. Every layer works on a whole
-// batch: a rows×cols row-major matrix in one slice. The matrix products go
-// through gonum's BLAS; only the elementwise activations are Go loops.
+// block of windows stored feature-major: a features×windows row-major
+// matrix, one column per window, so that every matrix product's inner loop
+// runs along the windows (TrainBatch to 3·TrainBatch long) rather than
+// along a layer's width (as short as Dim). The matrix products go through
+// BLAS (gonum's native kernels, or OpenBLAS with -tags openblas); only the
+// elementwise work (activations, losses, bias sums) is Go loops.
 //
-// Forward products are always A·B with neither operand transposed: gonum
-// computes each output element of that product with the same sequence of
-// additions whatever the number of rows, so a window's prediction does not
-// depend on how many other windows shared its matrix. That is what keeps the
-// learner deterministic across Arrow batch boundaries.
+// Determinism across Arrow batch boundaries rests on two rules. Every
+// product has a shape fixed by the configuration: predictions run on blocks
+// of exactly TrainBatch columns (see SSL.predict), training steps on
+// TrainBatch windows. And a window's column in its block is fixed by the
+// window stream alone (its slot in the training buffer). A BLAS that picks
+// kernels by shape (OpenBLAS) then computes each output with the same
+// sequence of operations whatever the batching.
 
-// gemm computes c = alpha·op(a)·op(b) + beta·c for row-major matrices, where
-// op(a) is m×k and op(b) is k×n.
-func gemm(ta, tb bool, m, n, k int, alpha float64, a []float64, b []float64, beta float64, c []float64) {
+// matrix is a row-major r×c matrix view with row stride s (s ≥ c).
+type matrix struct {
+	r, c, s int
+	d       []float64
+}
+
+// newMat views d (at least r·c long) as a dense r×c matrix.
+func newMat(r, c int, d []float64) matrix { return matrix{r: r, c: c, s: c, d: d[:r*c]} }
+
+// row returns row i.
+func (m matrix) row(i int) []float64 { return m.d[i*m.s : i*m.s+m.c] }
+
+// rows returns the n rows from row i.
+func (m matrix) rows(i, n int) matrix {
+	if n == 0 {
+		return matrix{c: m.c, s: m.s}
+	}
+	return matrix{r: n, c: m.c, s: m.s, d: m.d[i*m.s : (i+n-1)*m.s+m.c]}
+}
+
+// cols returns the n columns from column j.
+func (m matrix) cols(j, n int) matrix {
+	if m.r == 0 || n == 0 {
+		return matrix{r: m.r, c: n, s: m.s}
+	}
+	return matrix{r: m.r, c: n, s: m.s, d: m.d[j : (m.r-1)*m.s+j+n]}
+}
+
+func (m matrix) general() blas64.General {
+	return blas64.General{Rows: m.r, Cols: m.c, Stride: m.s, Data: m.d}
+}
+
+// perRowGemv says whether gemm issues a product as one Gemv per output row.
+// gonum's native Dgemm runs these small products as one Axpy or Dot call
+// per pair of rows, over 64-wide tiles and on goroutines above a size
+// threshold, while its Gemv kernels work on four rows of the matrix per
+// pass. With the block layout the Gemv calls run along the windows; on the
+// learner's shapes they reach 16-17 GFLOP/s on one core where Dgemm reaches
+// 10-13 on two (a learner per Kafka partition already keeps the cores busy,
+// so the learner does not spread its products over goroutines). An
+// optimised BLAS (OpenBLAS) gets the whole product in one Dgemm call.
+const perRowGemv = blasimpl.Name == "gonum"
+
+// gemm computes c = alpha·op(a)·op(b) + beta·c, where op(a) is c.r×k and
+// op(b) is k×c.c; a transposed operand is given as stored (k×c.r, c.c×k).
+func gemm(ta, tb bool, alpha float64, a, b matrix, beta float64, c matrix) {
+	m, n := c.r, c.c
+	k := a.c
+	if ta {
+		k = a.r
+	}
+	if (ta && a.c != m) || (!ta && a.r != m) || (tb && (b.r != n || b.c != k)) || (!tb && (b.r != k || b.c != n)) {
+		panic("ssl: gemm shape mismatch")
+	}
 	if m == 0 || n == 0 {
 		return
 	}
-	A := blas64.General{Rows: m, Cols: k, Stride: k, Data: a}
-	tA := blas.NoTrans
-	if ta {
-		A = blas64.General{Rows: k, Cols: m, Stride: m, Data: a}
-		tA = blas.Trans
-	}
-	B := blas64.General{Rows: k, Cols: n, Stride: n, Data: b}
-	tB := blas.NoTrans
-	if tb {
-		B = blas64.General{Rows: n, Cols: k, Stride: k, Data: b}
-		tB = blas.Trans
-	}
 	if k == 0 {
-		if beta != 1 {
-			blas64.Scal(beta, blas64.Vector{N: m * n, Data: c, Inc: 1})
+		for i := 0; i < m; i++ {
+			if beta == 0 {
+				clear(c.row(i))
+			} else {
+				floats.Scale(beta, c.row(i))
+			}
 		}
 		return
 	}
-	blas64.Gemm(tA, tB, alpha, A, B, beta, blas64.General{Rows: m, Cols: n, Stride: n, Data: c})
+	if !perRowGemv {
+		tA, tB := blas.NoTrans, blas.NoTrans
+		if ta {
+			tA = blas.Trans
+		}
+		if tb {
+			tB = blas.Trans
+		}
+		blas64.Gemm(tA, tB, alpha, a.general(), b.general(), beta, c.general())
+		return
+	}
+	// Row i of c is alpha·op(b)ᵀ·x + beta·c_i, where x is row i of op(a):
+	// a row of a, or a column of a when it is transposed. With op(b) = b
+	// that is Gemv with b transposed (for each of b's rows in turn, an
+	// update of the whole output row); with op(b) = bᵀ, Gemv with b as it
+	// is (a dot product of each of b's rows with x).
+	tB := blas.Trans
+	if tb {
+		tB = blas.NoTrans
+	}
+	B := b.general()
+	for i := 0; i < m; i++ {
+		var x blas64.Vector
+		if ta {
+			x = blas64.Vector{N: k, Inc: a.s, Data: a.d[i:]}
+		} else {
+			x = blas64.Vector{N: k, Inc: 1, Data: a.row(i)}
+		}
+		y := c.row(i)
+		if beta == 0 {
+			clear(y) // gonum's non-transposed Gemv scales y by beta: 0·NaN is NaN
+		}
+		blas64.Gemv(tB, alpha, B, x, beta, blas64.Vector{N: n, Inc: 1, Data: y})
+	}
 }
 
 // grow returns s with length n, reusing its storage when it is big enough.
@@ -56,32 +140,43 @@ func grow(s []float64, n int) []float64 {
 // GELU, tanh form: gelu(x) = x/2·(1 + tanh(√(2/π)(x + 0.044715x³))).
 const geluC = 0.7978845608028654 // √(2/π)
 
-func gelu(x float64) float64 {
-	return 0.5 * x * (1 + math.Tanh(geluC*(x+0.044715*x*x*x)))
+// geluT returns gelu(x) and the tanh it computed, which geluGradT reuses.
+func geluT(x float64) (g, t float64) {
+	t = math.Tanh(geluC * (x + 0.044715*x*x*x))
+	return 0.5 * x * (1 + t), t
 }
 
-func geluGrad(x float64) float64 {
-	u := geluC * (x + 0.044715*x*x*x)
-	t := math.Tanh(u)
+func gelu(x float64) float64 {
+	g, _ := geluT(x)
+	return g
+}
+
+// geluGradT is the derivative of gelu at x, given t from geluT(x).
+func geluGradT(x, t float64) float64 {
 	du := geluC * (1 + 3*0.044715*x*x)
 	return 0.5*(1+t) + 0.5*x*(1-t*t)*du
 }
 
+func geluGrad(x float64) float64 {
+	_, t := geluT(x)
+	return geluGradT(x, t)
+}
+
 // block is a dense layer with a linear skip beside a one-hidden-layer
-// nonlinear path:
+// nonlinear path, applied to each column x of a block:
 //
-//	y = x·Ws + gelu(x·W1 + b1)·W2 + b2
+//	y = Ws·x + W2·gelu(W1·x + b1) + b2
 //
-// Ws and W1 are stored side by side as one in×(out+hid) matrix W = [Ws|W1],
-// so the skip and the hidden layer are one product.
+// Ws and W1 are stored one above the other as one (out+hid)×in matrix
+// W = [Ws; W1], so the skip and the hidden layer are one product.
 type block struct {
 	in, hid, out      int
-	w, b1, w2, b2     []float64 // views into the learner's parameter slab
+	w, b1, w2, b2     []float64 // views into the learner's parameter slab; w2 is out×hid
 	gw, gb1, gw2, gb2 []float64 // views into the gradient slab
 }
 
-// blockSize is the number of parameters of a block.
-func blockParams(in, hid, out int) int { return in*(out+hid) + hid + hid*out + out }
+// blockParams is the number of parameters of a block.
+func blockParams(in, hid, out int) int { return (out+hid)*in + hid + out*hid + out }
 
 // bind points the block's weights and gradients at p and g, from offset
 // off, and returns the offset past them.
@@ -91,80 +186,95 @@ func (b *block) bind(p, g []float64, off int) int {
 		off += n
 		return s, t
 	}
-	b.w, b.gw = take(b.in * (b.out + b.hid))
+	b.w, b.gw = take((b.out + b.hid) * b.in)
 	b.b1, b.gb1 = take(b.hid)
-	b.w2, b.gw2 = take(b.hid * b.out)
+	b.w2, b.gw2 = take(b.out * b.hid)
 	b.b2, b.gb2 = take(b.out)
 	return off
 }
 
+func (b *block) W() matrix  { return newMat(b.out+b.hid, b.in, b.w) }
+func (b *block) GW() matrix { return newMat(b.out+b.hid, b.in, b.gw) }
+
 // blockAct holds what a forward pass keeps for the backward pass.
 type blockAct struct {
-	rows int
-	x    []float64 // the input (aliased, not copied)
-	p    []float64 // rows×(out+hid): x·W, then the hidden part gets b1
-	a    []float64 // rows×hid: gelu of the hidden pre-activation
-	y    []float64 // rows×out
-	dp   []float64 // rows×(out+hid): gradient workspace
-	da   []float64 // rows×hid
+	n  int       // columns (windows)
+	x  matrix    // the input, in×n (aliased, not copied)
+	p  []float64 // (out+hid)×n: W·x, then the hidden rows get b1
+	a  []float64 // hid×n: gelu of the hidden pre-activation
+	t  []float64 // hid×n: the tanh inside each gelu
+	dp []float64 // (out+hid)×n: gradient workspace
 }
 
-// forward computes y for rows inputs x (rows×in) into act.y.
-func (b *block) forward(x []float64, rows int, act *blockAct) []float64 {
-	if len(x) < rows*b.in {
-		panic("ssl: block input too short")
+// forward computes the outputs for the columns of x (in×n) into y (out×n).
+func (b *block) forward(x, y matrix, act *blockAct) {
+	n, w := x.c, b.out+b.hid
+	if x.r != b.in || y.r != b.out || y.c != n {
+		panic("ssl: block shape mismatch")
 	}
-	w := b.out + b.hid
-	act.rows, act.x = rows, x[:rows*b.in]
-	act.p = grow(act.p, rows*w)
-	act.a = grow(act.a, rows*b.hid)
-	act.y = grow(act.y, rows*b.out)
-	gemm(false, false, rows, w, b.in, 1, act.x, b.w, 0, act.p)
-	for r := 0; r < rows; r++ {
-		pre := act.p[r*w+b.out : (r+1)*w]
-		floats.Add(pre, b.b1)
-		a := act.a[r*b.hid : (r+1)*b.hid]
+	act.n, act.x = n, x
+	act.p = grow(act.p, w*n)
+	act.a = grow(act.a, b.hid*n)
+	act.t = grow(act.t, b.hid*n)
+	P := newMat(w, n, act.p)
+	gemm(false, false, 1, b.W(), x, 0, P)
+	for h := 0; h < b.hid; h++ {
+		pre := P.row(b.out + h)
+		floats.AddConst(b.b1[h], pre)
+		a, t := act.a[h*n:(h+1)*n], act.t[h*n:(h+1)*n]
 		for j, v := range pre {
-			a[j] = gelu(v)
+			a[j], t[j] = geluT(v)
 		}
-		y := act.y[r*b.out : (r+1)*b.out]
-		copy(y, act.p[r*w:r*w+b.out])
-		floats.Add(y, b.b2)
 	}
-	gemm(false, false, rows, b.out, b.hid, 1, act.a, b.w2, 1, act.y)
-	return act.y
+	for o := 0; o < b.out; o++ {
+		yo := y.row(o)
+		copy(yo, P.row(o))
+		floats.AddConst(b.b2[o], yo)
+	}
+	gemm(false, false, 1, newMat(b.out, b.hid, b.w2), newMat(b.hid, n, act.a), 1, y)
 }
 
-// backward adds the parameter gradients for output gradient dy (rows×out)
-// and, if dx is not nil, writes the input gradient into it (rows×in).
-func (b *block) backward(act *blockAct, dy, dx []float64) {
-	rows, w := act.rows, b.out+b.hid
-	act.dp = grow(act.dp, rows*w)
-	act.da = grow(act.da, rows*b.hid)
-	// y = p[:, :out] + a·W2 + b2
-	gemm(true, false, b.hid, b.out, rows, 1, act.a, dy, 1, b.gw2)
-	gemm(false, true, rows, b.hid, b.out, 1, dy, b.w2, 0, act.da)
-	for r := 0; r < rows; r++ {
-		dyr := dy[r*b.out : (r+1)*b.out]
-		floats.Add(b.gb2, dyr)
-		dp := act.dp[r*w : (r+1)*w]
-		copy(dp[:b.out], dyr)
-		pre := act.p[r*w+b.out : (r+1)*w]
-		da := act.da[r*b.hid : (r+1)*b.hid]
-		dh := dp[b.out:]
-		for j, v := range pre {
-			dh[j] = da[j] * geluGrad(v)
-		}
-		floats.Add(b.gb1, dh)
+// backward adds the parameter gradients for the output gradient dy
+// (out×n) and, if dx has rows, writes the gradient of the input's first
+// dx.r features into it (dx.r×n): a caller that needs only part of the
+// input's gradient does not pay for the rest.
+func (b *block) backward(act *blockAct, dy, dx matrix) {
+	n, w := act.n, b.out+b.hid
+	act.dp = grow(act.dp, w*n)
+	dP := newMat(w, n, act.dp)
+	A := newMat(b.hid, n, act.a)
+	// y = Ws·x + W2·a + b2
+	gemm(false, true, 1, dy, A, 1, newMat(b.out, b.hid, b.gw2))
+	for o := 0; o < b.out; o++ {
+		dyo := dy.row(o)
+		b.gb2[o] += floats.Sum(dyo)
+		copy(dP.row(o), dyo)
 	}
-	gemm(true, false, b.in, w, rows, 1, act.x, act.dp, 1, b.gw)
-	if dx != nil {
-		gemm(false, true, rows, b.in, w, 1, act.dp, b.w, 0, dx[:rows*b.in])
+	dA := dP.rows(b.out, b.hid)
+	gemm(true, false, 1, newMat(b.out, b.hid, b.w2), dy, 0, dA)
+	for h := 0; h < b.hid; h++ {
+		dh := dA.row(h)
+		pre := act.p[(b.out+h)*n : (b.out+h+1)*n]
+		t := act.t[h*n : (h+1)*n]
+		for j, v := range pre {
+			dh[j] *= geluGradT(v, t[j])
+		}
+		b.gb1[h] += floats.Sum(dh)
+	}
+	gemm(false, true, 1, dP, act.x, 1, b.GW())
+	if dx.r > 0 {
+		gemm(true, false, 1, b.W().cols(0, dx.r), dP, 0, dx)
 	}
 }
 
 // flops is the number of floating-point operations of a forward pass over
-// rows inputs (two per multiply-add); a backward pass costs about twice it.
-func (b *block) flops(rows int) float64 {
-	return 2 * float64(rows) * float64(b.in*(b.out+b.hid)+b.hid*b.out)
+// n columns (two per multiply-add).
+func (b *block) flops(n int) float64 {
+	return 2 * float64(n) * float64(b.in*(b.out+b.hid)+b.hid*b.out)
+}
+
+// backwardFlops is that of a backward pass computing the gradient of the
+// input's first nx features.
+func (b *block) backwardFlops(n, nx int) float64 {
+	return 2 * float64(n) * float64(b.in*(b.out+b.hid)+2*b.hid*b.out+nx*(b.out+b.hid))
 }

@@ -8,11 +8,12 @@ import (
 	"github.com/tsrep/tsrep/internal/lru"
 )
 
-const sslStateVersion = 1
+const sslStateVersion = 2 // 2: weights stored transposed (feature-major blocks)
 
 // AppendState implements Learner: the configuration's shape, the weights,
 // Adam's moments and step count, the random generator, the partly filled
-// training buffer and every series' statistics, linear path and gate.
+// training buffer, the prediction-block column of the next window while
+// training is off, and every series' statistics, linear path and gate.
 func (l *SSL) AppendState(w *binenc.Writer) {
 	w.U32(sslStateVersion)
 	for _, v := range l.shape() {
@@ -31,6 +32,7 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 		w.F64(l.buf.r[k])
 		w.I64(l.buf.end[k])
 	}
+	w.Len(l.idle)
 	w.Len(l.series.Len())
 	l.series.Range(func(key string, s *sslSeries) bool {
 		w.String(key)
@@ -100,6 +102,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 		buf.r[k] = r.F64()
 		buf.end[k] = r.I64()
 	}
+	idle := r.Len(B-1, 0)
 	series := lru.New[*sslSeries](l.cfg.MaxSeries)
 	ns := r.Len(l.cfg.MaxSeries, 1)
 	for i := 0; i < ns && r.Err() == nil; i++ {
@@ -125,6 +128,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	l.adamT = t
 	*l.pcg = *pcg
 	l.buf = buf
+	l.idle = idle
 	l.series = series
 	return nil
 }

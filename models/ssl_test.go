@@ -141,6 +141,63 @@ func TestSSLDeterministicAcrossBatchSplits(t *testing.T) {
 	}
 }
 
+// TestSSLFrozenDeterministic embeds windows with training off (as the
+// repr benchmark does): outputs agree bit for bit whatever the batch
+// sizes, and a state saved halfway continues as the uninterrupted run.
+func TestSSLFrozenDeterministic(t *testing.T) {
+	cfg := testSSLConfig(24)
+	hide := func(row, col int) bool { return (row*5+col)%13 == 0 }
+	trained := newSSL(t, cfg)
+	runAll(t, trained, ettWindows(t, 0, 150, cfg.Length, cfg.Stride, 64, hide))
+	saved := state(trained)
+	frozen := func() *SSL {
+		l := newSSL(t, cfg)
+		if err := l.LoadState(binenc.NewReader(saved)); err != nil {
+			t.Fatal(err)
+		}
+		l.SetTraining(false)
+		return l
+	}
+	var refVals []float64
+	var refState []byte
+	for _, bs := range []int{1000, 1, 7, 16, 37} {
+		recs := ettWindows(t, 150, 260, cfg.Length, cfg.Stride, bs, hide)
+		l := frozen()
+		vals, steps := runAll(t, l, recs)
+		if len(steps) != 0 || l.Steps() != trained.Steps() {
+			t.Fatalf("batch size %d: training off, yet %d steps", bs, len(steps))
+		}
+		if refVals == nil {
+			refVals, refState = vals, state(l)
+			continue
+		}
+		if !sameFloats(vals, refVals) {
+			t.Errorf("batch size %d: outputs differ from batch size 1000", bs)
+		}
+		if !bytes.Equal(state(l), refState) {
+			t.Errorf("batch size %d: state differs from batch size 1000", bs)
+		}
+		if bs == 7 {
+			// Stop halfway, restore into a new learner, continue: the
+			// same outputs and state as the uninterrupted run.
+			half := len(recs) / 2
+			a, b := frozen(), frozen()
+			runAll(t, a, recs[:half])
+			runAll(t, b, recs[:half])
+			c := newSSL(t, cfg)
+			if err := c.LoadState(binenc.NewReader(state(b))); err != nil {
+				t.Fatal(err)
+			}
+			c.SetTraining(false)
+			va, _ := runAll(t, a, recs[half:])
+			vc, _ := runAll(t, c, recs[half:])
+			if !sameFloats(va, vc) || !bytes.Equal(state(a), state(c)) {
+				t.Errorf("restored frozen learner diverges from the uninterrupted one")
+			}
+		}
+	}
+}
+
 // TestSSLStateRoundTrip stops a run halfway, restores the state into a new
 // learner, and checks that it continues exactly as the uninterrupted one.
 func TestSSLStateRoundTrip(t *testing.T) {
@@ -291,6 +348,7 @@ func evalBuffer(t *testing.T, l *SSL, recs []arrow.RecordBatch) sslBuffer {
 		}
 		l.prepare(b.Rows)
 		for i := 0; i < b.Rows && buf.n < B; i++ {
+			l.startBlock(i, 0)
 			l.sequential(&b, i)
 			if math.IsNaN(l.ws.exR[i]) {
 				continue

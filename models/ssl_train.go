@@ -57,21 +57,24 @@ func (l *SSL) adam() {
 	}
 }
 
-// views builds the training inputs of the buffered windows: B clean rows
-// (for the forecast head) and two augmented views of each window (for the
-// imputation and contrastive heads). Each view hides a share of the
-// window's observed points drawn from [MaskMin, MaskMax] (at least one
-// stays visible), multiplies the window by exp(Scale·N(0,1)) and adds
+// views builds the training inputs of the buffered windows: B clean
+// windows (for the forecast head) and two augmented views of each window
+// (for the imputation and contrastive heads), as the columns of the
+// training block (see sslWork.tz). Each view hides a share of the window's
+// observed points drawn from [MaskMin, MaskMax] (at least one stays
+// visible), multiplies the window by exp(Scale·N(0,1)) and adds
 // N(0, Jitter²) noise to the visible points. The imputation targets are the
 // hidden points' scaled clean values.
 func (l *SSL) views() {
-	B, lc, in := l.cfg.TrainBatch, l.lc, l.in
+	B, lc, in, D := l.cfg.TrainBatch, l.lc, l.in, l.cfg.Dim
 	w := &l.ws
-	w.tx = grow(w.tx, 3*B*in)
-	w.tip = grow(w.tip, 2*B*lc)
-	w.ttgt = grow(w.ttgt, 2*B*lc)
+	w.tz = grow(w.tz, (D+in)*3*B)
+	X := newMat(D+in, 3*B, w.tz).rows(D, in)
+	w.tip = grow(w.tip, lc*2*B)
+	w.ttgt = grow(w.ttgt, lc*2*B)
 	w.vals = grow(w.vals, lc)
 	w.tmp = grow(w.tmp, lc)
+	w.it = grow(w.it, lc)
 	if cap(w.hidden) < lc {
 		w.hidden = make([]bool, lc)
 	}
@@ -80,9 +83,9 @@ func (l *SSL) views() {
 		z := l.buf.z[k*lc : (k+1)*lc]
 		ip := w.tmp
 		centre, _ := interpolate(z, ip)
-		fillInput(w.tx[k*in:(k+1)*in], ip, z, centre)
+		fillInput(X.d[k:], X.s, ip, z, centre)
 		for v := 0; v < 2; v++ {
-			q := v*B + k // view row
+			q := v*B + k // view column
 			scale := math.Exp(l.cfg.Scale * l.rng.NormFloat64())
 			share := l.cfg.MaskMin + (l.cfg.MaskMax-l.cfg.MaskMin)*l.rng.Float64()
 			visible, lastObs := 0, -1
@@ -102,20 +105,24 @@ func (l *SSL) views() {
 				hidden[lastObs] = false
 			}
 			vals := w.vals
-			tgt := w.ttgt[q*lc : (q+1)*lc]
 			for j, zv := range z {
-				vals[j], tgt[j] = math.NaN(), math.NaN()
+				vals[j] = math.NaN()
+				tgt := math.NaN()
 				switch {
 				case math.IsNaN(zv):
 				case hidden[j]:
-					tgt[j] = scale * zv
+					tgt = scale * zv
 				default:
 					vals[j] = scale*zv + l.cfg.Jitter*l.rng.NormFloat64()
 				}
+				w.ttgt[j*2*B+q] = tgt
 			}
-			vip := w.tip[q*lc : (q+1)*lc]
+			vip := w.it
 			centre, _ := interpolate(vals, vip)
-			fillInput(w.tx[(B+q)*in:(B+q+1)*in], vip, vals, centre)
+			for j, x := range vip {
+				w.tip[j*2*B+q] = x
+			}
+			fillInput(X.d[B+q:], X.s, vip, vals, centre)
 		}
 	}
 }
@@ -127,11 +134,15 @@ func (l *SSL) lossAndGrad(grad bool) sslLosses {
 	B, lc, in, D := l.cfg.TrainBatch, l.lc, l.in, l.cfg.Dim
 	cfg := &l.cfg
 	w := &l.ws
-	e := l.enc.forward(w.tx, 3*B, &w.tenc)
+	Z := newMat(D+in, 3*B, w.tz)
+	E := Z.rows(0, D)
+	l.enc.forward(Z.rows(D, in), E, &w.tenc)
 
-	// Next-step prediction on the clean rows: the correction c is fitted
-	// to the linear path's residual r.
-	c := l.fh.forward(e[:B*D], B, &w.tfh)
+	// Next-step prediction on the clean windows: the correction c is
+	// fitted to the linear path's residual r.
+	w.tc = grow(w.tc, B)
+	l.fh.forward(E.cols(0, B), newMat(1, B, w.tc), &w.tfh)
+	c := w.tc
 	w.dc = grow(w.dc, B)
 	var lf float64
 	nf := 0
@@ -150,23 +161,20 @@ func (l *SSL) lossAndGrad(grad bool) sslLosses {
 		w.dc[k] = cfg.WeightForecast * huberGrad(c[k]-r, cfg.HuberDelta) / float64(nf)
 	}
 
-	// Imputation on the views' hidden points.
-	w.tihIn = grow(w.tihIn, 2*B*(D+in))
-	for q := 0; q < 2*B; q++ {
-		dst := w.tihIn[q*(D+in) : (q+1)*(D+in)]
-		copy(dst[:D], e[(B+q)*D:(B+q+1)*D])
-		copy(dst[D:], w.tx[(B+q)*in:(B+q+1)*in])
-	}
-	delta := l.ih.forward(w.tihIn, 2*B, &w.tih)
-	w.dd = grow(w.dd, 2*B*lc)
+	// Imputation on the views' hidden points: the head's input is the
+	// views' columns of the block, embedding above encoder input.
+	w.tdelta = grow(w.tdelta, lc*2*B)
+	delta := w.tdelta
+	l.ih.forward(Z.cols(B, 2*B), newMat(lc, 2*B, delta), &w.tih)
+	w.dd = grow(w.dd, lc*2*B)
 	var li float64
 	ni := 0
-	for _, t := range w.ttgt[:2*B*lc] {
+	for _, t := range w.ttgt[:lc*2*B] {
 		if !math.IsNaN(t) {
 			ni++
 		}
 	}
-	for j, t := range w.ttgt[:2*B*lc] {
+	for j, t := range w.ttgt[:lc*2*B] {
 		w.dd[j] = 0
 		if math.IsNaN(t) {
 			continue
@@ -177,12 +185,12 @@ func (l *SSL) lossAndGrad(grad bool) sslLosses {
 	}
 
 	// Contrastive between the two views.
-	var dcon []float64
+	var dcon matrix
 	if grad {
-		w.dcon = grow(w.dcon, 2*B*D)
-		dcon = w.dcon
+		w.dcon = grow(w.dcon, D*2*B)
+		dcon = newMat(D, 2*B, w.dcon)
 	}
-	lcon := w.nce.loss(e[B*D:3*B*D], B, D, cfg.Temperature, cfg.WeightContrast, dcon)
+	lcon := w.nce.loss(E.cols(B, 2*B), cfg.Temperature, cfg.WeightContrast, dcon)
 
 	ls := sslLosses{forecast: math.NaN(), impute: math.NaN(), contrast: lcon}
 	if nf > 0 {
@@ -203,27 +211,36 @@ func (l *SSL) lossAndGrad(grad bool) sslLosses {
 	}
 
 	clear(l.grads)
-	w.de = grow(w.de, 3*B*D)
-	clear(w.de)
+	w.de = grow(w.de, D*3*B)
+	dE := newMat(D, 3*B, w.de)
 	if nf > 0 {
-		l.fh.backward(&w.tfh, w.dc, w.de[:B*D])
-	}
-	if ni > 0 {
-		w.dih = grow(w.dih, 2*B*(D+in))
-		l.ih.backward(&w.tih, w.dd, w.dih)
-		for q := 0; q < 2*B; q++ {
-			floats.Add(w.de[(B+q)*D:(B+q+1)*D], w.dih[q*(D+in):q*(D+in)+D])
+		l.fh.backward(&w.tfh, newMat(1, B, w.dc), dE.cols(0, B))
+	} else {
+		for r := 0; r < D; r++ {
+			clear(dE.row(r)[:B])
 		}
 	}
-	floats.Add(w.de[B*D:], dcon)
-	l.enc.backward(&w.tenc, w.de, nil)
+	// The imputation head's input gradient is needed for its embedding
+	// rows only.
+	if ni > 0 {
+		l.ih.backward(&w.tih, newMat(lc, 2*B, w.dd), dE.cols(B, 2*B))
+	} else {
+		for r := 0; r < D; r++ {
+			clear(dE.row(r)[B:])
+		}
+	}
+	for r := 0; r < D; r++ {
+		floats.Add(dE.row(r)[B:], dcon.row(r))
+	}
+	l.enc.backward(&w.tenc, dE, matrix{})
 	return ls
 }
 
 // stepFlops is the number of floating-point operations of one optimiser
-// step's network passes (forward, and backward at twice the forward).
+// step's network passes, forward and backward.
 func (l *SSL) stepFlops() float64 {
-	B := l.cfg.TrainBatch
-	fwd := l.enc.flops(3*B) + l.fh.flops(B) + l.ih.flops(2*B) + 2*float64(4*B*B*l.cfg.Dim)
-	return 3 * fwd
+	B, D := l.cfg.TrainBatch, l.cfg.Dim
+	fwd := l.enc.flops(3*B) + l.fh.flops(B) + l.ih.flops(2*B) + 2*float64(4*B*B*D)
+	bwd := l.enc.backwardFlops(3*B, 0) + l.fh.backwardFlops(B, D) + l.ih.backwardFlops(2*B, D) + 2*float64(4*B*B*D)
+	return fwd + bwd
 }

@@ -31,7 +31,9 @@ func streamBatches(b *testing.B, points int) []arrow.RecordBatch {
 }
 
 // BenchmarkPipelineStep is the pipeline's learn step per window (window
-// 64, stride 8, 1000 series), by learner and model size.
+// 64, stride 8, 1000 series), by learner and model size. The names carry
+// the BLAS in use (models.BLAS): run it with and without -tags openblas
+// for the two side by side.
 func BenchmarkPipelineStep(b *testing.B) {
 	recs := streamBatches(b, 1_000_000)
 	rows := 0
@@ -51,11 +53,11 @@ func BenchmarkPipelineStep(b *testing.B) {
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "windows/s")
 		b.ReportMetric(float64(n)*8/b.Elapsed().Seconds(), "points/s")
 	}
-	b.Run("rls", func(b *testing.B) {
+	b.Run("rls-blas="+BLAS, func(b *testing.B) {
 		run(b, NewForecaster(ForecasterConfig{Name: "rls", Order: 24, Forgetting: 0.9999, MaxSeries: 2000}))
 	})
 	for _, hd := range [][3]int{{32, 32, 24}, {32, 64, 24}, {32, 128, 24}, {64, 256, 60}} {
-		b.Run(fmt.Sprintf("ssl-dim%d-hidden%d-lags%d", hd[0], hd[1], hd[2]), func(b *testing.B) {
+		b.Run(fmt.Sprintf("ssl-dim%d-hidden%d-lags%d-blas=%s", hd[0], hd[1], hd[2], BLAS), func(b *testing.B) {
 			c := DefaultSSLConfig("ssl", 64, 8)
 			c.Dim, c.Hidden, c.ARLags, c.MaxSeries = hd[0], hd[1], hd[2], 2000
 			l, err := NewSSL(c)

@@ -117,7 +117,10 @@ func Run(cfg config.Config, series, steps int) (*Result, error) {
 	res.Encoder = measure(func() { enc = nil })
 	res.Scorer = measure(func() { preq = nil })
 	res.Learner = measure(func() { learner = nil })
-	res.Windowing = measure(func() { win.Close(); win = windowing.New(windowing.Config{Interval: time.Second, Length: 4, Stride: 1, MinObserved: 1, BatchSize: 1, MaxSeries: 1}, nil, nil) })
+	res.Windowing = measure(func() {
+		win.Close()
+		win = windowing.New(windowing.Config{Interval: time.Second, Length: 4, Stride: 1, MinObserved: 1, BatchSize: 1, MaxSeries: 1}, nil, nil)
+	})
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		res.PeakRSSBytes = ru.Maxrss << 10

@@ -153,6 +153,47 @@ func RunRepr(o ReprOptions, sets []UCRSet) (*ReprResult, error) {
 
 func runReprSet(o ReprOptions, set UCRSet) (*ReprSet, error) {
 	t0 := time.Now()
+	e, err := embedReprSet(o, set)
+	if err != nil {
+		return nil, err
+	}
+	train, test := e.train, e.test
+	classes := map[string]bool{}
+	for _, l := range train.Labels {
+		classes[l] = true
+	}
+	rs := &ReprSet{
+		Name: set.Name, Train: len(train.Series), Test: len(test.Series), Classes: len(classes),
+		Window: e.window, Epochs: e.epochs, Steps: e.steps,
+	}
+	accNN := nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, cosineDist)
+	accProbe := ridgeAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels)
+	accLogReg := logregAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels)
+	accRaw := nnAccuracy(train.Series, train.Labels, test.Series, test.Labels, euclidDist)
+	rs.Figures = []Figure{
+		{Method: methodNNCos, Kind: "learner", MSE: accNN, N: len(test.Series)},
+		{Method: methodProbe, Kind: "learner", MSE: accProbe, N: len(test.Series)},
+		{Method: methodLogReg, Kind: "learner", MSE: accLogReg, N: len(test.Series)},
+		{Method: methodNNRaw, Kind: "baseline", MSE: accRaw, N: len(test.Series)},
+	}
+	if p, ok := publishedTS2Vec[strings.ToLower(set.Name)]; ok {
+		rs.Figures = append(rs.Figures, Figure{Method: methodTS2Vec, Kind: "published", Note: p})
+	}
+	rs.Seconds = since(t0)
+	return rs, nil
+}
+
+// reprEmbedding is a set's series and their pooled embeddings.
+type reprEmbedding struct {
+	train, test       *dataset.UCR
+	embTrain, embTest [][]float64
+	window, epochs    int
+	steps             uint64
+}
+
+// embedReprSet learns from the set's train series without labels, then
+// embeds the train and test series with the weights frozen.
+func embedReprSet(o ReprOptions, set UCRSet) (*reprEmbedding, error) {
 	train, err := dataset.ReadUCR(set.Train)
 	if err != nil {
 		return nil, err
@@ -205,29 +246,10 @@ func runReprSet(o ReprOptions, set UCRSet) (*ReprSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	classes := map[string]bool{}
-	for _, l := range train.Labels {
-		classes[l] = true
-	}
-	rs := &ReprSet{
-		Name: set.Name, Train: len(train.Series), Test: len(test.Series), Classes: len(classes),
-		Window: L, Epochs: epochs, Steps: ssl.Steps(),
-	}
-	accNN := nnAccuracy(embTrain, train.Labels, embTest, test.Labels, cosineDist)
-	accProbe := ridgeAccuracy(embTrain, train.Labels, embTest, test.Labels)
-	accLogReg := logregAccuracy(embTrain, train.Labels, embTest, test.Labels)
-	accRaw := nnAccuracy(train.Series, train.Labels, test.Series, test.Labels, euclidDist)
-	rs.Figures = []Figure{
-		{Method: methodNNCos, Kind: "learner", MSE: accNN, N: len(test.Series)},
-		{Method: methodProbe, Kind: "learner", MSE: accProbe, N: len(test.Series)},
-		{Method: methodLogReg, Kind: "learner", MSE: accLogReg, N: len(test.Series)},
-		{Method: methodNNRaw, Kind: "baseline", MSE: accRaw, N: len(test.Series)},
-	}
-	if p, ok := publishedTS2Vec[strings.ToLower(set.Name)]; ok {
-		rs.Figures = append(rs.Figures, Figure{Method: methodTS2Vec, Kind: "published", Note: p})
-	}
-	rs.Seconds = since(t0)
-	return rs, nil
+	return &reprEmbedding{
+		train: train, test: test, embTrain: embTrain, embTest: embTest,
+		window: L, epochs: epochs, steps: ssl.Steps(),
+	}, nil
 }
 
 // feedUCR feeds every series of u, points interleaved across series (one
