@@ -148,6 +148,11 @@ func (c *SSLConfig) Validate() error {
 //     interpolation of the visible points, with a Huber loss on the hidden
 //     points only. At output time it fills the real gaps; each gap is written
 //     once, by the window whose middle Stride slots hold it (see writeRange).
+//     A gate, learnt on the training views' hidden points separately for
+//     isolated gaps and gaps next to others, scales the correction by its
+//     least-squares weight on the interpolation's residual, clipped to
+//     [0, 1]: where the head does not beat interpolation, the output
+//     falls back to it.
 //   - contrastive. Two augmented views of each window are positives, the
 //     other windows of the micro-batch negatives, InfoNCE (NT-Xent) with
 //     cosine similarity and temperature Temperature. The augmentations of a
@@ -201,6 +206,12 @@ type SSL struct {
 	// training is off (while it is on, a window's column is its slot in
 	// the training buffer).
 	idle int
+	// igate holds, for isolated gaps (both neighbours observed) and for
+	// gaps next to other gaps, the decayed sums of residual×correction and
+	// correction² of the imputation head on the training views' hidden
+	// points (the residual being the truth minus the linear
+	// interpolation): the gate that scales the head's correction.
+	igate [2]struct{ src, scc float64 }
 
 	out Output
 	ws  sslWork
@@ -335,6 +346,7 @@ type sslWork struct {
 	tz     []float64 // (Dim+in)×3B: embeddings above encoder inputs
 	tip    []float64 // lc×2B view interpolations
 	ttgt   []float64 // lc×2B targets at hidden slots (NaN elsewhere)
+	tvis   []bool    // lc×2B whether each slot is visible in the view
 	tc     []float64 // B forecast corrections
 	tdelta []float64 // lc×2B imputation corrections
 	de     []float64 // Dim×3B
@@ -646,10 +658,28 @@ func (l *SSL) predict(b *Batch, from, to int) {
 		ip := w.ip[i*lc : (i+1)*lc]
 		for j := lo; j < hi; j++ {
 			if !b.Observed(i, j) {
-				l.out.Imputed[i*L+j] = w.mean[i] + (ip[j-1]+w.pd[(j-1)*TB+col])*w.std[i]
+				g := l.imputeGate(b.Observed(i, j-1) && j+1 < L && b.Observed(i, j+1))
+				l.out.Imputed[i*L+j] = w.mean[i] + (ip[j-1]+g*w.pd[(j-1)*TB+col])*w.std[i]
 			}
 		}
 	}
+}
+
+// imputeGate is the weight of the imputation head's correction for a gap
+// with both neighbours observed (isolated) or not: the least-squares
+// weight of the correction on the interpolation's residual over recent
+// training views, clipped to [0, 1]. A head that does not beat linear
+// interpolation on such gaps is weighed towards zero.
+func (l *SSL) imputeGate(isolated bool) float64 {
+	k := 1
+	if isolated {
+		k = 0
+	}
+	g := l.igate[k]
+	if !(g.scc > 0) {
+		return 0
+	}
+	return math.Min(math.Max(g.src/g.scc, 0), 1)
 }
 
 // gate resolves row i's series' pending forecast against the window, updates

@@ -8,7 +8,7 @@ import (
 	"github.com/tsrep/tsrep/internal/lru"
 )
 
-const sslStateVersion = 2 // 2: weights stored transposed (feature-major blocks)
+const sslStateVersion = 3 // 2: weights stored transposed (feature-major blocks); 3: imputation gate
 
 // AppendState implements Learner: the configuration's shape, the weights,
 // Adam's moments and step count, the random generator, the partly filled
@@ -33,6 +33,10 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 		w.I64(l.buf.end[k])
 	}
 	w.Len(l.idle)
+	for _, g := range l.igate {
+		w.F64(g.src)
+		w.F64(g.scc)
+	}
 	w.Len(l.series.Len())
 	l.series.Range(func(key string, s *sslSeries) bool {
 		w.String(key)
@@ -103,6 +107,10 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 		buf.end[k] = r.I64()
 	}
 	idle := r.Len(B-1, 0)
+	var igate [2]struct{ src, scc float64 }
+	for k := range igate {
+		igate[k].src, igate[k].scc = r.F64(), r.F64()
+	}
 	series := lru.New[*sslSeries](l.cfg.MaxSeries)
 	ns := r.Len(l.cfg.MaxSeries, 1)
 	for i := 0; i < ns && r.Err() == nil; i++ {
@@ -129,6 +137,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	*l.pcg = *pcg
 	l.buf = buf
 	l.idle = idle
+	l.igate = igate
 	l.series = series
 	return nil
 }

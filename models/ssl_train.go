@@ -26,6 +26,7 @@ func (l *SSL) step() TrainStep {
 	B := l.cfg.TrainBatch
 	l.views()
 	ls := l.lossAndGrad(true)
+	l.updateImputeGate()
 	l.adamT++
 	if !math.IsNaN(ls.total) && !math.IsInf(ls.total, 0) {
 		if gn := floats.Norm(l.grads, 2); gn > l.cfg.ClipNorm {
@@ -72,6 +73,10 @@ func (l *SSL) views() {
 	X := newMat(D+in, 3*B, w.tz).rows(D, in)
 	w.tip = grow(w.tip, lc*2*B)
 	w.ttgt = grow(w.ttgt, lc*2*B)
+	if cap(w.tvis) < lc*2*B {
+		w.tvis = make([]bool, lc*2*B)
+	}
+	w.tvis = w.tvis[:lc*2*B]
 	w.vals = grow(w.vals, lc)
 	w.tmp = grow(w.tmp, lc)
 	w.it = grow(w.it, lc)
@@ -116,6 +121,7 @@ func (l *SSL) views() {
 					vals[j] = scale*zv + l.cfg.Jitter*l.rng.NormFloat64()
 				}
 				w.ttgt[j*2*B+q] = tgt
+				w.tvis[j*2*B+q] = !math.IsNaN(vals[j])
 			}
 			vip := w.it
 			centre, _ := interpolate(vals, vip)
@@ -243,4 +249,37 @@ func (l *SSL) stepFlops() float64 {
 	fwd := l.enc.flops(3*B) + l.fh.flops(B) + l.ih.flops(2*B) + 2*float64(4*B*B*D)
 	bwd := l.enc.backwardFlops(3*B, 0) + l.fh.backwardFlops(B, D) + l.ih.backwardFlops(2*B, D) + 2*float64(4*B*B*D)
 	return fwd + bwd
+}
+
+// imputeGateDecay is the per-step decay of the imputation gate's sums.
+const imputeGateDecay = 0.9
+
+// updateImputeGate folds the step's hidden points into the imputation gate:
+// for each, the residual of the linear interpolation r and the head's
+// correction c (measured with the weights the step started from), split by
+// whether both neighbours were visible in the view.
+func (l *SSL) updateImputeGate() {
+	B, lc := l.cfg.TrainBatch, l.lc
+	w := &l.ws
+	var sums [2]struct{ src, scc float64 }
+	for j := 0; j < lc; j++ {
+		for q := 0; q < 2*B; q++ {
+			t := w.ttgt[j*2*B+q]
+			if math.IsNaN(t) {
+				continue
+			}
+			k := 1
+			if j > 0 && j+1 < lc && w.tvis[(j-1)*2*B+q] && w.tvis[(j+1)*2*B+q] {
+				k = 0
+			}
+			r := t - w.tip[j*2*B+q]
+			c := w.tdelta[j*2*B+q]
+			sums[k].src += r * c
+			sums[k].scc += c * c
+		}
+	}
+	for k := range l.igate {
+		l.igate[k].src = imputeGateDecay*l.igate[k].src + sums[k].src
+		l.igate[k].scc = imputeGateDecay*l.igate[k].scc + sums[k].scc
+	}
 }

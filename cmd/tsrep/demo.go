@@ -29,6 +29,7 @@ func init() { registry = append(registry, newDemoCmd) }
 func newDemoCmd() *cobra.Command {
 	var cfgPath, data, influxURL, bucket string
 	var hide float64
+	var stride int
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole path once: embedded broker, bundled ETTh1, the pipeline into InfluxDB, then a Flux query of what was learned",
@@ -44,6 +45,7 @@ func newDemoCmd() *cobra.Command {
 			if influxURL != "" {
 				cfg.Influx.URL = influxURL
 			}
+			cfg.Window.Stride = stride
 			return runDemo(cmd.Context(), cfg, data, bucket, hide)
 		},
 	}
@@ -51,6 +53,7 @@ func newDemoCmd() *cobra.Command {
 	cmd.Flags().StringVar(&data, "data", "data/ETT/ETTh1.csv", "CSV file to stream")
 	cmd.Flags().StringVar(&influxURL, "influx-url", "", "InfluxDB URL (default: influx.url of the config)")
 	cmd.Flags().StringVar(&bucket, "bucket", "tsrep_demo", "bucket (database) the demo writes to")
+	cmd.Flags().IntVar(&stride, "stride", 1, "window stride of the demo (1: a forecast, and a training example, at every step)")
 	cmd.Flags().Float64Var(&hide, "hide", 0.02, "share of the values removed before producing, for the learner to fill (and be scored on)")
 	return cmd
 }
@@ -204,6 +207,7 @@ func demoLearned(ctx context.Context, q *query.Client, client influxdb2.Client, 
 	}
 	var n int
 	var eT, eL, sT, sL float64
+
 	for _, h := range hid {
 		v, ok := filled[[2]int64{int64(h.col), fr.Time[h.row]}]
 		if !ok {
@@ -215,6 +219,7 @@ func demoLearned(ctx context.Context, q *query.Client, client influxdb2.Client, 
 		eL += math.Abs(li - h.value)
 		sT += (v - h.value) * (v - h.value)
 		sL += (li - h.value) * (li - h.value)
+
 	}
 	if n > 0 {
 		fmt.Printf("  %d of the %d values left out were filled (%s): MAE %.4f, MSE %.4f; linear interpolation: MAE %.4f, MSE %.4f\n",
