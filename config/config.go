@@ -250,7 +250,7 @@ func Default() Config {
 			WeightForecast: 1,
 			WeightImpute:   1,
 			WeightContrast: 0.1,
-			EmbedEvery:     1,
+			EmbedEvery:     8,
 		},
 		Influx: Influx{
 			URL:               "http://127.0.0.1:8086",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,9 @@ type partition struct {
 	learner models.Learner
 	preq    *models.Prequential
 	enc     *sinks.Encoder
+	jobs    chan *writeJob // to the writing stage, in order
+	bufs    chan []byte    // line buffers the writing stage is done with
+	abortMu sync.Once
 
 	// commit, if set, commits the offset after a checkpoint (group mode).
 	commit func(next int64) error
@@ -109,6 +113,8 @@ func (p *Pipeline) newPartition(topic string, part int) (*partition, error) {
 		enc:     sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries, p.o.ExtraTags...),
 		items:   make(chan *item, cfg.Pipeline.MaxInflightBatches),
 		abort:   make(chan struct{}),
+		jobs:    make(chan *writeJob, 2),
+		bufs:    make(chan []byte, 4),
 		lag:     p.m.Lag.WithLabelValues(topic, strconv.Itoa(part)),
 	}
 	pt.win = windowing.New(windowing.Config{
@@ -475,11 +481,35 @@ func (pt *partition) exportStats() {
 	pt.lastStats = st
 }
 
-// learnStage learns from each batch, writes the results and dead letters,
-// and completes checkpoints, in order. It returns when the items channel
-// is closed, or with an error when ctx ends before the work is stored (the
+// writeJob is what the learning stage hands to the writing stage: encoded
+// results, dead letters and, at a checkpoint, the partition's complete
+// state, in stream order.
+type writeJob struct {
+	lines []byte
+	dls   []ingest.DeadLetter
+	ckpt  []byte // a checkpoint body covering the messages before next
+	next  int64
+}
+
+// errAborted is returned when the other stages gave up first.
+var errAborted = errors.New("partition stopped")
+
+// fail stops the partition's stages after an error (once).
+func (pt *partition) fail(err error) {
+	pt.abortMu.Do(func() {
+		close(pt.abort)
+		pt.log.Error("stopping the partition without committing further", "err", err)
+	})
+}
+
+// learnStage learns from each batch and encodes the results, handing them
+// with the dead letters and checkpoints to the writing stage, which it runs.
+// It returns when the items channel is closed and the writes are done, or
+// with an error when a write could not complete before ctx ended (the
 // uncommitted part is then redone by whoever owns the partition next).
 func (pt *partition) learnStage(ctx context.Context) error {
+	writeDone := make(chan error, 1)
+	go func() { writeDone <- pt.writeStage(ctx) }()
 	var failed error
 	for it := range pt.items {
 		pt.p.m.Inflight.Dec()
@@ -489,17 +519,27 @@ func (pt *partition) learnStage(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := pt.learnItem(ctx, it); err != nil {
+		if err := pt.learnItem(it); err != nil {
 			failed = err
-			close(pt.abort)
-			pt.log.Error("stopping the partition without committing further", "err", err)
+			if !errors.Is(err, errAborted) {
+				pt.fail(err)
+			}
 		}
 	}
-	return failed
+	close(pt.jobs)
+	werr := <-writeDone
+	if errors.Is(failed, errAborted) {
+		failed = nil // the writing stage's error says why
+	}
+	return errors.Join(failed, werr)
 }
 
-func (pt *partition) learnItem(ctx context.Context, it *item) error {
-	m := pt.p.m
+// learnItem learns from an item's batch, and hands a write job over when
+// the results fill a request of influx.batch_points lines, at a checkpoint
+// (the results before it must be written before it), when there are dead
+// letters, or when the stage has caught up (an idle stream's results do not
+// wait).
+func (pt *partition) learnItem(it *item) error {
 	if it.rec != nil {
 		err := pt.learnBatch(it)
 		it.rec.Release()
@@ -507,55 +547,107 @@ func (pt *partition) learnItem(ctx context.Context, it *item) error {
 			return err
 		}
 	}
-	// Results accumulate into requests of influx.batch_points lines; they
-	// are written before any checkpoint (which lets offsets be committed),
-	// and as soon as the stage has caught up, so an idle stream's results
-	// do not wait.
-	if pt.enc.Lines() >= pt.p.cfg.Influx.BatchPoints || it.snapshot != nil || len(pt.items) == 0 {
-		if err := pt.flushSink(ctx, it); err != nil {
-			return err
+	if pt.enc.Lines() < pt.p.cfg.Influx.BatchPoints && it.snapshot == nil && len(it.dls) == 0 && len(pt.items) > 0 {
+		return nil
+	}
+	var next []byte
+	select {
+	case next = <-pt.bufs:
+	default:
+	}
+	job := &writeJob{lines: pt.enc.Take(next), dls: it.dls, next: it.next}
+	if it.snapshot != nil {
+		// The state now is the state after every message before it.next:
+		// the learner has seen every window the windowing stage emitted
+		// before taking the snapshot.
+		var w binenc.Writer
+		pt.appendCheckpoint(&w, it.snapshot, it.next)
+		job.ckpt = w.B
+	}
+	select {
+	case pt.jobs <- job:
+		return nil
+	case <-pt.abort:
+		return errAborted
+	}
+}
+
+// writeStage writes each job's results, then its dead letters (with the
+// results InfluxDB rejected as bad data), then its checkpoint, then commits
+// the offset the checkpoint covers: in order, so an offset is committed only
+// after everything before it is stored.
+func (pt *partition) writeStage(ctx context.Context) error {
+	var failed error
+	for job := range pt.jobs {
+		if failed != nil {
+			continue
+		}
+		if err := pt.writeJob(ctx, job); err != nil {
+			failed = err
+			pt.fail(err)
 		}
 	}
-	if len(it.dls) > 0 {
+	return failed
+}
+
+func (pt *partition) writeJob(ctx context.Context, job *writeJob) error {
+	m := pt.p.m
+	if len(job.lines) > 0 {
+		rejected, err := pt.p.o.Sink.Write(ctx, job.lines)
+		if err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+		for _, r := range rejected {
+			m.SinkRejected.Inc()
+			job.dls = append(job.dls, ingest.DeadLetter{
+				Value: r.Line, Reason: ingest.ReasonSinkRejected, Err: r.Err.Error(),
+				Topic: pt.topic, Partition: pt.part, Offset: -1,
+			})
+		}
+	}
+	select {
+	case pt.bufs <- job.lines[:0]:
+	default:
+	}
+	if len(job.dls) > 0 {
 		if pt.p.o.DeadLetters == nil {
-			for _, d := range it.dls {
+			for _, d := range job.dls {
 				pt.log.Warn("bad input (no dead-letter topic configured)", "reason", d.Reason, "err", d.Err, "offset", d.Offset)
 			}
-		} else if err := pt.p.o.DeadLetters.Write(ctx, it.dls); err != nil {
+		} else if err := pt.p.o.DeadLetters.Write(ctx, job.dls); err != nil {
 			return fmt.Errorf("write dead letters: %w", err)
 		}
-		for _, d := range it.dls {
+		for _, d := range job.dls {
 			m.DeadLetters.WithLabelValues(string(d.Reason)).Inc()
 		}
 	}
-	if it.snapshot != nil {
-		var w binenc.Writer
-		pt.appendCheckpoint(&w, it.snapshot, it.next)
-		if err := pt.p.ckpt.Save(pt.topic, pt.part, w.B); err != nil {
-			return err
-		}
-		m.Checkpoints.Inc()
-		m.checkpointed(pt.labels[0], pt.labels[1], pt.p.o.Now())
-		if pt.commit == nil {
-			return nil
-		}
-		if err := pt.commit(it.next); err != nil {
-			// The checkpoint holds the offset, so nothing is lost; the
-			// commit is retried at the next checkpoint.
-			pt.uncommitted.Store(true)
-			m.CommitErrors.Inc()
-			pt.log.Warn("offset commit failed; retrying at the next checkpoint", "offset", it.next, "err", err)
-		} else {
-			pt.uncommitted.Store(false)
-			m.Commits.Inc()
-			pt.p.o.Timing.committed(pt.p.o.Now())
-		}
+	if job.ckpt == nil {
+		return nil
+	}
+	if err := pt.p.ckpt.Save(pt.topic, pt.part, job.ckpt); err != nil {
+		return err
+	}
+	m.Checkpoints.Inc()
+	m.checkpointed(pt.labels[0], pt.labels[1], pt.p.o.Now())
+	if pt.commit == nil {
+		return nil
+	}
+	if err := pt.commit(job.next); err != nil {
+		// The checkpoint holds the offset, so nothing is lost; the
+		// commit is retried at the next checkpoint.
+		pt.uncommitted.Store(true)
+		m.CommitErrors.Inc()
+		pt.log.Warn("offset commit failed; retrying at the next checkpoint", "offset", job.next, "err", err)
+	} else {
+		pt.uncommitted.Store(false)
+		m.Commits.Inc()
+		pt.p.o.Timing.committed(pt.p.o.Now())
 	}
 	return nil
 }
 
 // learnBatch learns from a batch and encodes its results (written later by
-// flushSink).
+// the writing stage).
 func (pt *partition) learnBatch(it *item) error {
 	m := pt.p.m
 	t0 := time.Now()
@@ -586,29 +678,6 @@ func (pt *partition) learnBatch(it *item) error {
 	for _, e := range pt.enc.Errors()[nerr:] {
 		it.dls = append(it.dls, ingest.DeadLetter{
 			Value: []byte(e.Series), Reason: ingest.ReasonSinkRejected, Err: "encode result: " + e.Err.Error(),
-			Topic: pt.topic, Partition: pt.part, Offset: -1,
-		})
-	}
-	return nil
-}
-
-// flushSink writes the encoded results; what InfluxDB rejects as bad data
-// joins it's dead letters.
-func (pt *partition) flushSink(ctx context.Context, it *item) error {
-	m := pt.p.m
-	if pt.enc.Lines() == 0 {
-		pt.enc.Reset()
-		return nil
-	}
-	rejected, err := pt.p.o.Sink.Write(ctx, pt.enc.Bytes())
-	if err != nil {
-		return fmt.Errorf("write results: %w", err)
-	}
-	pt.enc.Reset()
-	for _, r := range rejected {
-		m.SinkRejected.Inc()
-		it.dls = append(it.dls, ingest.DeadLetter{
-			Value: r.Line, Reason: ingest.ReasonSinkRejected, Err: r.Err.Error(),
 			Topic: pt.topic, Partition: pt.part, Offset: -1,
 		})
 	}

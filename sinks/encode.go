@@ -91,6 +91,16 @@ func (e *Encoder) Reset() {
 	e.errs = e.errs[:0]
 }
 
+// Take returns the encoded text and continues into next (emptied): a
+// writer can send the returned buffer while encoding goes on.
+func (e *Encoder) Take(next []byte) []byte {
+	b := e.enc.Bytes()
+	e.enc.SetBuffer(next[:0])
+	e.lines = 0
+	e.errs = e.errs[:0]
+	return b
+}
+
 // Bytes is the encoded text since the last Reset.
 func (e *Encoder) Bytes() []byte { return e.enc.Bytes() }
 

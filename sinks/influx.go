@@ -5,16 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	"github.com/influxdata/influxdb-client-go/v2/api"
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/klauspost/compress/gzip"
 )
 
 // InfluxConfig configures the InfluxDB writer.
@@ -47,14 +49,13 @@ type WriteObserver interface {
 }
 
 // Influx writes line protocol to InfluxDB 1.8 (its 2.x-compatible API) or
-// 2.x with influxdb-client-go's blocking API, gzip and batching, retrying
-// until the server takes the points or the context ends.
+// 2.x through influxdb-client-go, blocking, in batches, gzip-compressed,
+// retrying until the server takes the points or the context ends.
 type Influx struct {
-	cfg    InfluxConfig
-	client influxdb2.Client
-	write  api.WriteAPIBlocking // gzip
-	plain  influxdb2.Client
-	writeP api.WriteAPIBlocking // no gzip, for small requests
+	cfg      InfluxConfig
+	client   influxdb2.Client
+	service  http2.Service // the client's HTTP service: its auth and errors
+	writeURL string
 	log    *slog.Logger
 	obs    WriteObserver
 	v1     bool
@@ -70,16 +71,22 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 		SetLogLevel(0)
 	s := &Influx{cfg: cfg, log: log, obs: obs}
 	s.client = influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
-	s.write = s.client.WriteAPIBlocking(cfg.Org, cfg.Bucket)
-	// The client makes a new gzip writer (about 1 MB) per request: for small
-	// requests that costs more than it saves.
-	plainOpts := influxdb2.DefaultOptions().SetUseGZip(false).
-		SetHTTPRequestTimeout(uint(max(1, cfg.Timeout/time.Second))).SetLogLevel(0)
-	s.plain = influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, plainOpts)
-	s.writeP = s.plain.WriteAPIBlocking(cfg.Org, cfg.Bucket)
+	// Writes are posted through the client's own HTTP service (its
+	// authorisation, timeouts and error type), to the URL its blocking write
+	// API uses, with the body compressed here: the write API makes a new
+	// default-level gzip writer per request (about 1 MB, and slow), which
+	// cost more CPU than learning in the throughput benchmark.
+	s.service = s.client.HTTPService()
+	u, err := url.Parse(s.service.ServerAPIURL())
+	if err != nil {
+		return nil, fmt.Errorf("influx.url: %w", err)
+	}
+	u, _ = u.Parse("write")
+	u.RawQuery = url.Values{"org": {cfg.Org}, "bucket": {cfg.Bucket}, "precision": {"ns"}}.Encode()
+	s.writeURL = u.String()
 
 	var version string
-	err := s.retry(ctx, "connect to InfluxDB at "+cfg.URL, func() error {
+	err = s.retry(ctx, "connect to InfluxDB at "+cfg.URL, func() error {
 		h, err := s.client.Health(ctx)
 		if err != nil {
 			return err
@@ -109,10 +116,9 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 // Client is the underlying client, for queries.
 func (s *Influx) Client() influxdb2.Client { return s.client }
 
-// Close releases the clients' connections.
+// Close releases the client's connections.
 func (s *Influx) Close() error {
 	s.client.Close()
-	s.plain.Close()
 	return nil
 }
 
@@ -203,11 +209,7 @@ func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejecte
 	var rejectedErr error
 	err := s.retry(ctx, "write to InfluxDB", func() error {
 		t0 := time.Now()
-		w := s.writeP
-		if s.cfg.Gzip && len(chunk) >= gzipMin {
-			w = s.write
-		}
-		err := w.WriteRecord(ctx, string(bytes.TrimRight(chunk, "\n")))
+		err := s.post(ctx, chunk)
 		if err == nil {
 			if s.obs != nil {
 				s.obs.WriteDone(n, time.Since(t0))
@@ -254,7 +256,48 @@ func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejecte
 var errSplit = errors.New("request too large; splitting")
 
 // gzipMin is the smallest request body worth compressing.
-const gzipMin = 64 << 10
+const gzipMin = 16 << 10
+
+// gzipPool holds fast gzip writers and their buffers.
+var gzipPool = sync.Pool{New: func() any {
+	z, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return &gzipBuf{z: z}
+}}
+
+type gzipBuf struct {
+	b bytes.Buffer
+	z *gzip.Writer
+}
+
+// post sends one write request; the error is the client's *http2.Error.
+func (s *Influx) post(ctx context.Context, body []byte) error {
+	var rd io.Reader = bytes.NewReader(body)
+	gz := s.cfg.Gzip && len(body) >= gzipMin
+	if gz {
+		g := gzipPool.Get().(*gzipBuf)
+		defer gzipPool.Put(g)
+		g.b.Reset()
+		g.z.Reset(&g.b)
+		_, _ = g.z.Write(body)
+		if err := g.z.Close(); err != nil {
+			return err
+		}
+		rd = bytes.NewReader(g.b.Bytes())
+	}
+	perr := s.service.DoPostRequest(ctx, s.writeURL, rd, func(req *http.Request) {
+		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+		if gz {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+	}, func(resp *http.Response) error {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	})
+	if perr != nil { // a typed nil must not become a non-nil error
+		return perr
+	}
+	return nil
+}
 
 // retryable4xx are client errors that a fix on the server side (a token, a
 // database, a rate limit) cures without changing the data.
