@@ -56,9 +56,9 @@ type Influx struct {
 	client   influxdb2.Client
 	service  http2.Service // the client's HTTP service: its auth and errors
 	writeURL string
-	log    *slog.Logger
-	obs    WriteObserver
-	v1     bool
+	log      *slog.Logger
+	obs      WriteObserver
+	v1       bool
 }
 
 // NewInflux connects, checks the server's health and creates the bucket if
