@@ -156,6 +156,9 @@ type Model struct {
 	// EmbedEvery writes a series' embedding every this many windows (ssl),
 	// so the sink keeps up at high input rates.
 	EmbedEvery int `toml:"embed_every"`
+	// TrainEvery learns from every this many windows of a series (ssl);
+	// all windows are still predicted.
+	TrainEvery int `toml:"train_every"`
 }
 
 // Influx configures the InfluxDB sink.
@@ -251,6 +254,7 @@ func Default() Config {
 			WeightImpute:   1,
 			WeightContrast: 0.1,
 			EmbedEvery:     8,
+			TrainEvery:     8,
 		},
 		Influx: Influx{
 			URL:               "http://127.0.0.1:8086",
@@ -431,6 +435,9 @@ func (c *Config) Validate() error {
 		}
 		if m.EmbedEvery < 1 {
 			bad("model.embed_every: must be >= 1")
+		}
+		if m.TrainEvery < 1 {
+			bad("model.train_every: must be >= 1")
 		}
 		if w.Length >= 4 && m.Order > w.Length-2 {
 			bad("model.order: %d must be at most window.length-2=%d for ssl", m.Order, w.Length-2)

@@ -58,6 +58,12 @@ type SSLConfig struct {
 	GateDecay float64
 	// EmbedEvery emits the embedding of windows whose seq is a multiple of it.
 	EmbedEvery int
+	// TrainEvery puts in the training buffer only the windows whose seq is
+	// a multiple of it (all windows are still predicted). With stride S and
+	// length L, TrainEvery = L/S trains on non-overlapping windows: every
+	// point is learnt from once, and no near-duplicate windows of a series
+	// meet as each other's contrastive negatives.
+	TrainEvery int
 	// Seed seeds the weights' initialisation and the augmentations.
 	Seed uint64
 }
@@ -88,6 +94,7 @@ func DefaultSSLConfig(name string, length, stride int) SSLConfig {
 		Forgetting:     0.999,
 		GateDecay:      0.999,
 		EmbedEvery:     1,
+		TrainEvery:     1,
 		Seed:           1,
 	}
 }
@@ -122,6 +129,8 @@ func (c *SSLConfig) Validate() error {
 		return bad("gate decay %v must be in (0, 1]", c.GateDecay)
 	case c.EmbedEvery < 1:
 		return bad("embed every %d must be at least 1", c.EmbedEvery)
+	case c.TrainEvery < 1:
+		return bad("train every %d must be at least 1", c.TrainEvery)
 	}
 	return nil
 }
@@ -202,10 +211,10 @@ type SSL struct {
 	series *lru.Map[*sslSeries]
 	buf    sslBuffer
 	train  bool
-	// idle is the prediction-block column of the next window while
-	// training is off (while it is on, a window's column is its slot in
-	// the training buffer).
-	idle int
+	// col is the prediction-block column of the next window: windows take
+	// the block's columns in turn, counted across batches, so a window's
+	// column depends only on its place in the stream.
+	col int
 	// igate holds, for isolated gaps (both neighbours observed) and for
 	// gaps next to other gaps, the decayed sums of residual×correction and
 	// correction² of the imputation head on the training views' hidden
@@ -372,20 +381,26 @@ func (l *SSL) Step(rec arrow.RecordBatch) (*Output, error) {
 	}
 	l.out.reset(b.Rows)
 	l.prepare(b.Rows)
+	TB := l.cfg.TrainBatch
 	for start := 0; start < b.Rows; {
-		// A segment ends where the training buffer fills, and is never
-		// longer than TrainBatch rows: at most MaxSeries series are touched
-		// in a segment, so none is evicted between its per-series pass
-		// and its gate update. Its windows take the columns of the
-		// prediction block that they take in the training buffer.
-		col := l.idle
+		// A segment ends where the prediction block's columns run out or
+		// the training buffer fills, so it is never longer than TrainBatch
+		// rows: at most MaxSeries series are touched in a segment, so none
+		// is evicted between its per-series pass and its gate update.
+		col := l.col
+		end := min(b.Rows, start+TB-col)
 		if l.train {
-			col = l.buf.n
+			n := l.buf.n
+			for i := start; i < end; i++ {
+				if l.trains(&b, i) {
+					if n++; n == TB {
+						end = i + 1
+						break
+					}
+				}
+			}
 		}
-		end := min(b.Rows, start+l.cfg.TrainBatch-col)
-		if !l.train {
-			l.idle = (col + end - start) % l.cfg.TrainBatch
-		}
+		l.col = (col + end - start) % TB
 		l.startBlock(start, col)
 		for i := start; i < end; i++ {
 			l.sequential(&b, i)
@@ -396,9 +411,11 @@ func (l *SSL) Step(rec arrow.RecordBatch) (*Output, error) {
 		}
 		if l.train {
 			for i := start; i < end; i++ {
-				l.buffer(&b, i)
+				if l.trains(&b, i) {
+					l.buffer(&b, i)
+				}
 			}
-			if l.buf.n == l.cfg.TrainBatch {
+			if l.buf.n == TB {
 				l.out.Train = append(l.out.Train, l.step())
 			}
 		}
@@ -715,6 +732,9 @@ func (l *SSL) gate(b *Batch, i int) {
 		lin: l.ws.lin[i], c: c, mean: l.ws.mean[i], std: l.ws.std[i],
 	}
 }
+
+// trains reports whether row i's window is learnt from (TrainEvery).
+func (l *SSL) trains(b *Batch, i int) bool { return b.Seq[i]%uint64(l.cfg.TrainEvery) == 0 }
 
 // buffer appends row i's training example.
 func (l *SSL) buffer(b *Batch, i int) {

@@ -8,12 +8,12 @@ import (
 	"github.com/tsrep/tsrep/internal/lru"
 )
 
-const sslStateVersion = 3 // 2: weights stored transposed (feature-major blocks); 3: imputation gate
+const sslStateVersion = 4 // 2: weights stored transposed (feature-major blocks); 3: imputation gate; 4: one column counter
 
 // AppendState implements Learner: the configuration's shape, the weights,
 // Adam's moments and step count, the random generator, the partly filled
-// training buffer, the prediction-block column of the next window while
-// training is off, and every series' statistics, linear path and gate.
+// training buffer, the prediction-block column of the next window, the
+// imputation gate, and every series' statistics, linear path and gate.
 func (l *SSL) AppendState(w *binenc.Writer) {
 	w.U32(sslStateVersion)
 	for _, v := range l.shape() {
@@ -32,7 +32,7 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 		w.F64(l.buf.r[k])
 		w.I64(l.buf.end[k])
 	}
-	w.Len(l.idle)
+	w.Len(l.col)
 	for _, g := range l.igate {
 		w.F64(g.src)
 		w.F64(g.scc)
@@ -106,7 +106,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 		buf.r[k] = r.F64()
 		buf.end[k] = r.I64()
 	}
-	idle := r.Len(B-1, 0)
+	col := r.Len(B-1, 0)
 	var igate [2]struct{ src, scc float64 }
 	for k := range igate {
 		igate[k].src, igate[k].scc = r.F64(), r.F64()
@@ -136,7 +136,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	l.adamT = t
 	*l.pcg = *pcg
 	l.buf = buf
-	l.idle = idle
+	l.col = col
 	l.igate = igate
 	l.series = series
 	return nil

@@ -112,7 +112,16 @@ func sameFloats(a, b []float64) bool {
 // Arrow batches of different sizes: the saved state and every output must
 // agree bit for bit.
 func TestSSLDeterministicAcrossBatchSplits(t *testing.T) {
-	cfg := testSSLConfig(24)
+	for _, every := range []int{1, 3} {
+		t.Run(fmt.Sprintf("train_every=%d", every), func(t *testing.T) {
+			cfg := testSSLConfig(24)
+			cfg.TrainEvery = every
+			deterministicAcrossBatchSplits(t, cfg)
+		})
+	}
+}
+
+func deterministicAcrossBatchSplits(t *testing.T, cfg SSLConfig) {
 	hide := func(row, col int) bool { return (row*7+col*3)%11 == 0 } // gaps to impute
 	var ref []byte
 	var refVals []float64
@@ -124,7 +133,7 @@ func TestSSLDeterministicAcrossBatchSplits(t *testing.T) {
 		st := state(l)
 		if ref == nil {
 			ref, refVals, refSteps = st, vals, steps
-			if len(steps) < 50 {
+			if len(steps) < 50/cfg.TrainEvery {
 				t.Fatalf("only %d training steps", len(steps))
 			}
 			continue

@@ -124,7 +124,7 @@ func NewLearner(cfg config.Config) (models.Learner, error) {
 		c.LearningRate, c.Temperature = m.LearningRate, m.Temperature
 		c.WeightForecast, c.WeightImpute, c.WeightContrast = m.WeightForecast, m.WeightImpute, m.WeightContrast
 		c.ARLags, c.Forgetting = m.Order, m.Forgetting
-		c.EmbedEvery = m.EmbedEvery
+		c.EmbedEvery, c.TrainEvery = m.EmbedEvery, m.TrainEvery
 		c.Seed = uint64(m.Seed)
 		return models.NewSSL(c)
 	case "none":

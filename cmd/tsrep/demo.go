@@ -46,6 +46,7 @@ func newDemoCmd() *cobra.Command {
 				cfg.Influx.URL = influxURL
 			}
 			cfg.Window.Stride = stride
+			cfg.Model.TrainEvery = 1 // a short stream: learn from every window
 			return runDemo(cmd.Context(), cfg, data, bucket, hide)
 		},
 	}
