@@ -10,12 +10,12 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
-	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/tsrep/tsrep/bench/throughput"
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/models"
 	"github.com/tsrep/tsrep/pipeline"
@@ -121,10 +121,7 @@ func Run(cfg config.Config, series, steps int) (*Result, error) {
 		win.Close()
 		win = windowing.New(windowing.Config{Interval: time.Second, Length: 4, Stride: 1, MinObserved: 1, BatchSize: 1, MaxSeries: 1}, nil, nil)
 	})
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-		res.PeakRSSBytes = ru.Maxrss << 10
-	}
+	res.PeakRSSBytes = throughput.PeakRSS()
 	res.Seconds = time.Since(t0).Seconds()
 	runtime.KeepAlive(keys)
 	return res, nil

@@ -200,8 +200,11 @@ func (o Options) child(ctx context.Context, name string, args []string) (Phase, 
 	p := Phase{Name: name, Wall: time.Since(t0).Seconds()}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	p.CPUSeconds = tv(ru.Utime) + tv(ru.Stime)
-	p.PeakRSSBytes = ru.Maxrss << 10
-	var tm struct{ FirstAssigned, LastCommit int64 }
+	// Not ru.Maxrss: Go starts children with CLONE_VM|CLONE_VFORK, and at
+	// exec Linux folds the shared (parent's) high-water mark into the
+	// child's maxrss, charging it with this process (the broker and its
+	// log). The child reports its own VmHWM instead.
+	var tm struct{ FirstAssigned, LastCommit, PeakRSS int64 }
 	b, err := os.ReadFile(timing)
 	if err != nil {
 		return Phase{}, err
@@ -213,7 +216,25 @@ func (o Options) child(ctx context.Context, name string, args []string) (Phase, 
 		return Phase{}, fmt.Errorf("no timing (assigned %d, last commit %d):\n%s", tm.FirstAssigned, tm.LastCommit, tailOf(out.String()))
 	}
 	p.Seconds = float64(tm.LastCommit-tm.FirstAssigned) / 1e9
+	p.PeakRSSBytes = tm.PeakRSS
 	return p, nil
+}
+
+// PeakRSS is this process's peak resident set size (VmHWM) in bytes: the
+// high-water mark of its own address space, unlike getrusage's maxrss,
+// which after exec includes the parent's.
+func PeakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }

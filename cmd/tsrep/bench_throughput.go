@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +59,7 @@ func newBenchThroughputCmd() *cobra.Command {
 	f.StringVar(&o.Data, "data", "", "CSV whose columns are tiled over the series (e.g. data/ETT/ETTh1.csv); default: generated sinusoids with noise")
 	f.IntVar(&o.Length, "length", 64, "window length")
 	f.IntVar(&o.Stride, "stride", 8, "window stride")
-	f.StringVar(&o.Model, "model", "rls", "learner of (c) (model.kind)")
+	f.StringVar(&o.Model, "model", "ssl", "learner of (c) (model.kind)")
 	f.IntVar(&o.Dim, "dim", 32, "embedding size of (c)")
 	f.StringVar(&influxURL, "influx-url", "http://127.0.0.1:8086", "InfluxDB that (b) and (c) write to")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write (c)'s CPU profile here (and print the stage profile)")
@@ -121,13 +120,13 @@ func newBenchConsumeCmd() *cobra.Command {
 	return cmd
 }
 
-// writeTiming writes a run's span as JSON, if path is set.
+// writeTiming writes a run's span and this process's peak RSS as JSON, if
+// path is set.
 func writeTiming(path string, tm *pipeline.Timing) error {
 	if path == "" {
 		return nil
 	}
-	b, _ := json.Marshal(map[string]int64{"FirstAssigned": tm.FirstAssigned.Load(), "LastCommit": tm.LastCommit.Load()})
+	b, _ := json.Marshal(map[string]int64{"FirstAssigned": tm.FirstAssigned.Load(), "LastCommit": tm.LastCommit.Load(),
+		"PeakRSS": throughput.PeakRSS()})
 	return os.WriteFile(path, b, 0o644)
 }
-
-var _ = time.Second
