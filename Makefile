@@ -9,6 +9,10 @@ export TSREP_INFLUXD := $(INFLUXD)
 
 # Fuzz each decoder/loader briefly in `make test`; longer runs: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
+# Minimise each new input with at most this many runs: the checkpoint targets'
+# inputs are ~35 KB, and the default (60s per input) spends all of FUZZTIME
+# minimising instead of fuzzing.
+FUZZMIN  ?= 200x
 
 .PHONY: all build build-openblas test unit fuzz demo influxd influxd-start influxd-stop bench bench-openblas bench-quality clean
 
@@ -38,11 +42,11 @@ unit:
 
 ## fuzz: each fuzz target for FUZZTIME, starting from the corpora in */testdata/fuzz
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocol$$' -fuzztime $(FUZZTIME) ./ingest
-	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocolMatchesReference$$' -fuzztime $(FUZZTIME) ./ingest
-	$(GO) test -run '^$$' -fuzz '^FuzzJSON$$' -fuzztime $(FUZZTIME) ./ingest
-	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointBody$$' -fuzztime $(FUZZTIME) ./pipeline
-	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocol$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzLineProtocolMatchesReference$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
 
 ## demo: local influxd + embedded broker + bundled ETTh1 through the whole pipeline, then a Flux query
 demo: $(INFLUXD) build
