@@ -64,51 +64,19 @@ func RunForecast(o ForecastOptions) (*ForecastResult, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	fr, err := dataset.ReadCSV(o.Path, o.CSV)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := ParseSplit(o.Train, o.Val, o.Test, fr.Rows())
-	if err != nil {
-		return nil, err
-	}
 	if o.Length <= o.AROrder {
 		return nil, fmt.Errorf("window length %d must exceed the baseline's AR order %d", o.Length, o.AROrder)
 	}
-	end := sp.Train + sp.Val + sp.Test
-	fr = fr.Slice(0, end)
-	zscore(fr, sp.Train)
-	if len(fr.Cols) == 0 {
-		return nil, fmt.Errorf("%s: no numeric column", o.Path)
-	}
-	mcfg := o.Model
-	mcfg.Length, mcfg.Stride = o.Length, 1
-	mcfg.ARLags = min(mcfg.ARLags, o.Length-2)
-	mcfg.MaxSeries = max(mcfg.MaxSeries, mcfg.TrainBatch, 2*len(fr.Cols))
-	ssl, err := models.NewSSL(mcfg)
+	run, err := o.openCSV(o.Path, o.CSV, o.Train, o.Val, o.Test, o.Length)
 	if err != nil {
 		return nil, err
 	}
+	fr, sp, end, ssl, maxSeries := run.fr, run.sp, run.end, run.ssl, run.maxSeries
 	ar := models.NewForecaster(models.ForecasterConfig{
 		Name: "rls", Order: o.AROrder, Forgetting: o.ARForgetting, MaxSeries: len(fr.Cols),
 	})
-	maxSeries := len(fr.Cols) * (o.Epochs + 1)
-
-	// Warm-up passes over the training rows.
-	for ep := 1; ep < o.Epochs; ep++ {
-		s := newStream(o.Length, 1, o.BatchSize, maxSeries, func(b *models.Batch, rec arrow.RecordBatch) error {
-			_, err := ssl.Step(rec)
-			return err
-		})
-		err := s.rows(fr, keys(fr.Names, fmt.Sprintf("warmup%d", ep)), 0, sp.Train, nil)
-		if err == nil {
-			err = s.flush()
-		}
-		s.close()
-		if err != nil {
-			return nil, err
-		}
-		o.logf("forecast: warm-up pass %d/%d done, %d steps", ep, o.Epochs-1, ssl.Steps())
+	if err := o.warmUp("forecast", run); err != nil {
+		return nil, err
 	}
 
 	// Main pass.

@@ -70,48 +70,21 @@ func RunImpute(o ImputeOptions) (*ImputeResult, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	fr, err := dataset.ReadCSV(o.Path, o.CSV)
+	run, err := o.openCSV(o.Path, o.CSV, o.Train, o.Val, o.Test, o.Length)
 	if err != nil {
 		return nil, err
 	}
-	sp, err := ParseSplit(o.Train, o.Val, o.Test, fr.Rows())
-	if err != nil {
-		return nil, err
-	}
+	fr, sp, end, ssl, maxSeries := run.fr, run.sp, run.end, run.ssl, run.maxSeries
 	if sp.Test < o.Length {
 		return nil, fmt.Errorf("the test split (%d rows) is shorter than a window (%d)", sp.Test, o.Length)
 	}
-	end := sp.Train + sp.Val + sp.Test
-	fr = fr.Slice(0, end)
-	zscore(fr, sp.Train)
 	C := len(fr.Cols)
-	if C == 0 {
-		return nil, fmt.Errorf("%s: no numeric column", o.Path)
-	}
-	mcfg := o.Model
-	mcfg.Length, mcfg.Stride = o.Length, 1
-	mcfg.ARLags = min(mcfg.ARLags, o.Length-2)
-	mcfg.MaxSeries = max(mcfg.MaxSeries, mcfg.TrainBatch, 2*C)
-	ssl, err := models.NewSSL(mcfg)
-	if err != nil {
-		return nil, err
-	}
-	maxSeries := C * (o.Epochs + 1)
 	step := func(b *models.Batch, rec arrow.RecordBatch) error {
 		_, err := ssl.Step(rec)
 		return err
 	}
-	for ep := 1; ep < o.Epochs; ep++ {
-		s := newStream(o.Length, 1, o.BatchSize, maxSeries, step)
-		err := s.rows(fr, keys(fr.Names, fmt.Sprintf("warmup%d", ep)), 0, sp.Train, nil)
-		if err == nil {
-			err = s.flush()
-		}
-		s.close()
-		if err != nil {
-			return nil, err
-		}
-		o.logf("impute: warm-up pass %d/%d done, %d steps", ep, o.Epochs-1, ssl.Steps())
+	if err := o.warmUp("impute", run); err != nil {
+		return nil, err
 	}
 	k := keys(fr.Names, "main")
 	col := map[string]int{}

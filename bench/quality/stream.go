@@ -131,6 +131,65 @@ func zscore(fr *dataset.Frame, n int) {
 	fr.Names, fr.Cols = names, cols
 }
 
+// csvRun is what the forecasting and imputation measurements share: the
+// file's first Train+Val+Test rows, z-scored by the training rows, and a
+// learner for windows of length points at stride 1.
+type csvRun struct {
+	fr        *dataset.Frame
+	sp        Split
+	end       int // Train+Val+Test
+	ssl       *models.SSL
+	maxSeries int // the columns under every pass's keys
+	length    int
+}
+
+func (c *Common) openCSV(path string, o dataset.CSVOptions, train, val, test string, length int) (*csvRun, error) {
+	fr, err := dataset.ReadCSV(path, o)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := ParseSplit(train, val, test, fr.Rows())
+	if err != nil {
+		return nil, err
+	}
+	end := sp.Train + sp.Val + sp.Test
+	fr = fr.Slice(0, end)
+	zscore(fr, sp.Train)
+	if len(fr.Cols) == 0 {
+		return nil, fmt.Errorf("%s: no numeric column", path)
+	}
+	mcfg := c.Model
+	mcfg.Length, mcfg.Stride = length, 1
+	mcfg.ARLags = min(mcfg.ARLags, length-2)
+	mcfg.MaxSeries = max(mcfg.MaxSeries, mcfg.TrainBatch, 2*len(fr.Cols))
+	ssl, err := models.NewSSL(mcfg)
+	if err != nil {
+		return nil, err
+	}
+	return &csvRun{fr: fr, sp: sp, end: end, ssl: ssl, maxSeries: len(fr.Cols) * (c.Epochs + 1), length: length}, nil
+}
+
+// warmUp runs the Epochs-1 warm-up passes over the training rows, each
+// under its own series keys.
+func (c *Common) warmUp(what string, r *csvRun) error {
+	for ep := 1; ep < c.Epochs; ep++ {
+		s := newStream(r.length, 1, c.BatchSize, r.maxSeries, func(_ *models.Batch, rec arrow.RecordBatch) error {
+			_, err := r.ssl.Step(rec)
+			return err
+		})
+		err := s.rows(r.fr, keys(r.fr.Names, fmt.Sprintf("warmup%d", ep)), 0, r.sp.Train, nil)
+		if err == nil {
+			err = s.flush()
+		}
+		s.close()
+		if err != nil {
+			return err
+		}
+		c.logf("%s: warm-up pass %d/%d done, %d steps", what, ep, c.Epochs-1, r.ssl.Steps())
+	}
+	return nil
+}
+
 // stream windows points and hands each batch to fn, which must not keep it.
 type stream struct {
 	w   *windowing.Windower

@@ -208,12 +208,10 @@ func newQuerySimilarCmd(o *queryOpts) *cobra.Command {
 				return err
 			}
 			t := queryTable{header: []string{"rank", "series", "score", "time"}}
-			js := make([]queryJSONMatch, len(ms))
 			for i, m := range ms {
-				t.rows = append(t.rows, []queryCell{{s: strconv.Itoa(i + 1)}, {s: m.Series}, {f: m.Score, isF: true}, {s: queryTime(m.Time)}})
-				js[i] = queryJSONMatch{Rank: i + 1, Series: m.Series, Score: queryJSONFloat(m.Score), Time: queryTime(m.Time)}
+				t.rows = append(t.rows, []queryCell{queryInt(int64(i + 1)), {s: m.Series}, queryNum(m.Score), {s: queryTime(m.Time)}})
 			}
-			return t.write(cmd.OutOrStdout(), o.format, js)
+			return t.write(cmd.OutOrStdout(), o.format)
 		},
 	}
 	cmd.Flags().StringVar(&at, "at", "", "compare the latest embeddings at or before this time (default: the latest)")
@@ -222,121 +220,104 @@ func newQuerySimilarCmd(o *queryOpts) *cobra.Command {
 }
 
 func newQueryForecastCmd(o *queryOpts) *cobra.Command {
-	var from, to string
-	cmd := &cobra.Command{
+	return o.rangeCmd(&cobra.Command{
 		Use:   "forecast SERIES",
 		Short: "A series' forecasts next to the actual values and errors in [--from, --to)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			fromT, toT, r, err := o.rangeArgs(cmd, from, to)
-			if err != nil {
-				return err
-			}
-			defer r.close()
-			if o.explain {
-				meas := r.prefix + sinks.MeasForecast
-				flux, err := query.ForecastsFlux(r.q.Bucket(), meas, args[0], fromT, toT, r.model)
-				if err != nil {
-					return err
-				}
-				iql, _ := query.ForecastsInfluxQL(meas, args[0], fromT, toT, r.model)
-				return queryExplain(cmd.OutOrStdout(), flux, iql, "")
-			}
-			pts, err := r.q.Forecasts(cmd.Context(), args[0], fromT, toT, r.model)
-			if err != nil {
-				return err
-			}
-			t := queryTable{header: []string{"time", "predicted", "actual", "abs_error", "last_value", "last_value_abs_error"}}
-			js := make([]queryJSONForecast, len(pts))
-			for i, p := range pts {
-				t.rows = append(t.rows, []queryCell{{s: queryTime(p.Time)}, queryNum(p.Predicted), queryNum(p.Actual), queryNum(p.AbsError), queryNum(p.LastValue), queryNum(p.LastValueAbsError)})
-				js[i] = queryJSONForecast{queryTime(p.Time), queryJSONFloat(p.Predicted), queryJSONFloat(p.Actual), queryJSONFloat(p.AbsError), queryJSONFloat(p.LastValue), queryJSONFloat(p.LastValueAbsError)}
-			}
-			o.noteEmpty(cmd, len(pts), "forecasts", args[0], r.model)
-			return t.write(cmd.OutOrStdout(), o.format, js)
-		},
-	}
-	cmd.Flags().StringVar(&from, "from", "", "start of the range, inclusive (default: the beginning)")
-	cmd.Flags().StringVar(&to, "to", "", "end of the range, exclusive (default: no end)")
-	return cmd
+	}, func(cmd *cobra.Command, args []string, from, to time.Time, r *queryReader) error {
+		if o.explain {
+			return r.explainRange(cmd, sinks.MeasForecast, args[0], from, to, query.ForecastsFlux, query.ForecastsInfluxQL)
+		}
+		pts, err := r.q.Forecasts(cmd.Context(), args[0], from, to, r.model)
+		if err != nil {
+			return err
+		}
+		t := queryTable{header: []string{"time", "predicted", "actual", "abs_error", "last_value", "last_value_abs_error"}}
+		for _, p := range pts {
+			t.rows = append(t.rows, []queryCell{{s: queryTime(p.Time)}, queryNum(p.Predicted), queryNum(p.Actual), queryNum(p.AbsError), queryNum(p.LastValue), queryNum(p.LastValueAbsError)})
+		}
+		o.noteEmpty(cmd, len(pts), "forecasts", args[0], r.model)
+		return t.write(cmd.OutOrStdout(), o.format)
+	})
 }
 
 func newQueryImputedCmd(o *queryOpts) *cobra.Command {
-	var from, to string
-	cmd := &cobra.Command{
+	return o.rangeCmd(&cobra.Command{
 		Use:   "imputed SERIES",
 		Short: "The values filled into a series' gaps in [--from, --to)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			fromT, toT, r, err := o.rangeArgs(cmd, from, to)
-			if err != nil {
-				return err
-			}
-			defer r.close()
-			if o.explain {
-				meas := r.prefix + sinks.MeasImputed
-				flux, err := query.ImputedFlux(r.q.Bucket(), meas, args[0], fromT, toT, r.model)
-				if err != nil {
-					return err
-				}
-				iql, _ := query.ImputedInfluxQL(meas, args[0], fromT, toT, r.model)
-				return queryExplain(cmd.OutOrStdout(), flux, iql, "")
-			}
-			pts, err := r.q.Imputed(cmd.Context(), args[0], fromT, toT, r.model)
-			if err != nil {
-				return err
-			}
-			t := queryTable{header: []string{"time", "value"}}
-			js := make([]queryJSONImputed, len(pts))
-			for i, p := range pts {
-				t.rows = append(t.rows, []queryCell{{s: queryTime(p.Time)}, queryNum(p.Value)})
-				js[i] = queryJSONImputed{queryTime(p.Time), queryJSONFloat(p.Value)}
-			}
-			o.noteEmpty(cmd, len(pts), "imputed points", args[0], r.model)
-			return t.write(cmd.OutOrStdout(), o.format, js)
-		},
-	}
-	cmd.Flags().StringVar(&from, "from", "", "start of the range, inclusive (default: the beginning)")
-	cmd.Flags().StringVar(&to, "to", "", "end of the range, exclusive (default: no end)")
-	return cmd
+	}, func(cmd *cobra.Command, args []string, from, to time.Time, r *queryReader) error {
+		if o.explain {
+			return r.explainRange(cmd, sinks.MeasImputed, args[0], from, to, query.ImputedFlux, query.ImputedInfluxQL)
+		}
+		pts, err := r.q.Imputed(cmd.Context(), args[0], from, to, r.model)
+		if err != nil {
+			return err
+		}
+		t := queryTable{header: []string{"time", "value"}}
+		for _, p := range pts {
+			t.rows = append(t.rows, []queryCell{{s: queryTime(p.Time)}, queryNum(p.Value)})
+		}
+		o.noteEmpty(cmd, len(pts), "imputed points", args[0], r.model)
+		return t.write(cmd.OutOrStdout(), o.format)
+	})
 }
 
 func newQueryTrainCmd(o *queryOpts) *cobra.Command {
-	var from, to string
-	cmd := &cobra.Command{
+	return o.rangeCmd(&cobra.Command{
 		Use:   "train",
 		Short: "The model's training steps and losses in [--from, --to)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fromT, toT, r, err := o.rangeArgs(cmd, from, to)
-			if err != nil {
-				return err
-			}
-			defer r.close()
-			if o.explain {
-				meas := r.prefix + sinks.MeasTrain
-				return queryExplain(cmd.OutOrStdout(), query.TrainLossesFlux(r.q.Bucket(), meas, r.model, fromT, toT), query.TrainLossesInfluxQL(meas, r.model, fromT, toT), "")
-			}
-			steps, err := r.q.TrainLosses(cmd.Context(), r.model, fromT, toT)
-			if err != nil {
-				return err
-			}
-			t := queryTable{header: []string{"time", "topic", "partition", "step", "windows", "loss_forecast", "loss_impute", "loss_contrast"}}
-			js := make([]queryJSONTrain, len(steps))
-			for i, s := range steps {
-				t.rows = append(t.rows, []queryCell{{s: queryTime(s.Time)}, {s: s.Topic}, {s: s.Partition}, {s: strconv.FormatInt(s.Step, 10)},
-					{s: strconv.FormatInt(s.Windows, 10)}, queryNum(s.LossForecast), queryNum(s.LossImpute), queryNum(s.LossContrast)})
-				js[i] = queryJSONTrain{queryTime(s.Time), s.Topic, s.Partition, s.Step, s.Windows, queryJSONFloat(s.LossForecast), queryJSONFloat(s.LossImpute), queryJSONFloat(s.LossContrast)}
-			}
-			if len(steps) == 0 && o.format == "table" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "no training steps of model %q in the range\n", r.model)
-			}
-			return t.write(cmd.OutOrStdout(), o.format, js)
-		},
+	}, func(cmd *cobra.Command, _ []string, from, to time.Time, r *queryReader) error {
+		if o.explain {
+			meas := r.prefix + sinks.MeasTrain
+			return queryExplain(cmd.OutOrStdout(), query.TrainLossesFlux(r.q.Bucket(), meas, r.model, from, to), query.TrainLossesInfluxQL(meas, r.model, from, to), "")
+		}
+		steps, err := r.q.TrainLosses(cmd.Context(), r.model, from, to)
+		if err != nil {
+			return err
+		}
+		t := queryTable{header: []string{"time", "topic", "partition", "step", "windows", "loss_forecast", "loss_impute", "loss_contrast"}}
+		for _, s := range steps {
+			t.rows = append(t.rows, []queryCell{{s: queryTime(s.Time)}, {s: s.Topic}, {s: s.Partition}, queryInt(s.Step),
+				queryInt(s.Windows), queryNum(s.LossForecast), queryNum(s.LossImpute), queryNum(s.LossContrast)})
+		}
+		if len(steps) == 0 && o.format == "table" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "no training steps of model %q in the range\n", r.model)
+		}
+		return t.write(cmd.OutOrStdout(), o.format)
+	})
+}
+
+// rangeCmd completes c, a query over [--from, --to): its flags, and a RunE
+// that parses them, connects, and calls run.
+func (o *queryOpts) rangeCmd(c *cobra.Command, run func(cmd *cobra.Command, args []string, from, to time.Time, r *queryReader) error) *cobra.Command {
+	var from, to string
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		fromT, toT, r, err := o.rangeArgs(cmd, from, to)
+		if err != nil {
+			return err
+		}
+		defer r.close()
+		return run(cmd, args, fromT, toT, r)
 	}
-	cmd.Flags().StringVar(&from, "from", "", "start of the range, inclusive (default: the beginning)")
-	cmd.Flags().StringVar(&to, "to", "", "end of the range, exclusive (default: no end)")
-	return cmd
+	c.Flags().StringVar(&from, "from", "", "start of the range, inclusive (default: the beginning)")
+	c.Flags().StringVar(&to, "to", "", "end of the range, exclusive (default: no end)")
+	return c
+}
+
+// explainRange prints the Flux and InfluxQL of a query of one series'
+// points of measurement meas in [from, to).
+func (r *queryReader) explainRange(cmd *cobra.Command, meas, series string, from, to time.Time,
+	flux func(bucket, meas, series string, from, to time.Time, model string) (string, error),
+	influxQL func(meas, series string, from, to time.Time, model string) (string, error)) error {
+	meas = r.prefix + meas
+	f, err := flux(r.q.Bucket(), meas, series, from, to, r.model)
+	if err != nil {
+		return err
+	}
+	iql, _ := influxQL(meas, series, from, to, r.model)
+	return queryExplain(cmd.OutOrStdout(), f, iql, "")
 }
 
 // rangeArgs checks the format, parses --from/--to and connects.
@@ -368,28 +349,79 @@ func (o *queryOpts) noteEmpty(cmd *cobra.Command, n int, what, series, model str
 
 func queryTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
-// queryCell is a table cell: a string, or a float (NaN: empty).
+// queryCell is a table cell: a string, a float (NaN: empty) or an integer.
 type queryCell struct {
-	s   string
-	f   float64
-	isF bool
+	s    string
+	f    float64
+	n    int64
+	kind cellKind
 }
 
-func queryNum(f float64) queryCell { return queryCell{f: f, isF: true} }
+type cellKind uint8
+
+const (
+	cellString cellKind = iota
+	cellFloat
+	cellInt
+)
+
+func queryNum(f float64) queryCell { return queryCell{f: f, kind: cellFloat} }
+
+func queryInt(n int64) queryCell { return queryCell{n: n, kind: cellInt} }
 
 // text is the cell as the format writes it: full precision in csv,
 // 6 significant digits in a table.
 func (c queryCell) text(format string) string {
-	if !c.isF {
+	switch {
+	case c.kind == cellInt:
+		return strconv.FormatInt(c.n, 10)
+	case c.kind != cellFloat:
 		return c.s
-	}
-	if math.IsNaN(c.f) {
+	case math.IsNaN(c.f):
 		return ""
-	}
-	if format == "table" {
+	case format == "table":
 		return strconv.FormatFloat(c.f, 'g', 6, 64)
 	}
 	return strconv.FormatFloat(c.f, 'g', -1, 64)
+}
+
+// appendJSON appends the cell as a JSON value (a float that is not finite:
+// null).
+func (c queryCell) appendJSON(b []byte) []byte {
+	switch c.kind {
+	case cellInt:
+		return strconv.AppendInt(b, c.n, 10)
+	case cellFloat:
+		v, _ := queryJSONFloat(c.f).MarshalJSON()
+		return append(b, v...)
+	}
+	v, _ := json.Marshal(c.s)
+	return append(b, v...)
+}
+
+// queryJSONRows writes a table as a JSON array of objects, one per row,
+// keyed by the header in its order.
+type queryJSONRows queryTable
+
+// MarshalJSON implements json.Marshaler.
+func (t queryJSONRows) MarshalJSON() ([]byte, error) {
+	b := []byte{'['}
+	for i, r := range t.rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		for j, c := range r {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			k, _ := json.Marshal(t.header[j])
+			b = append(append(b, k...), ':')
+			b = c.appendJSON(b)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']'), nil
 }
 
 type queryTable struct {
@@ -397,13 +429,11 @@ type queryTable struct {
 	rows   [][]queryCell
 }
 
-// write writes t as an aligned table or CSV, or js as JSON.
-func (t queryTable) write(w io.Writer, format string, js any) error {
+// write writes t as an aligned table, CSV, or JSON (an object per row).
+func (t queryTable) write(w io.Writer, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(js)
+		return queryWriteJSON(w, queryJSONRows(t))
 	case "csv":
 		cw := csv.NewWriter(w)
 		_ = cw.Write(t.header)
@@ -457,7 +487,7 @@ func queryWriteEmbedding(w io.Writer, format string, e query.Embedding, model st
 		for i, x := range e.Vector {
 			v[i] = queryJSONFloat(x)
 		}
-		return queryTable{}.write(w, format, queryJSONEmbedding{Series: e.Series, Model: model, Time: queryTime(e.Time), Embedding: v})
+		return queryWriteJSON(w, queryJSONEmbedding{Series: e.Series, Model: model, Time: queryTime(e.Time), Embedding: v})
 	case "csv":
 		t := queryTable{header: []string{"series", "model", "time"}}
 		r := []queryCell{{s: e.Series}, {s: model}, {s: queryTime(e.Time)}}
@@ -466,7 +496,7 @@ func queryWriteEmbedding(w io.Writer, format string, e query.Embedding, model st
 			r = append(r, queryNum(x))
 		}
 		t.rows = [][]queryCell{r}
-		return t.write(w, format, nil)
+		return t.write(w, format)
 	}
 	// A table of one row would be as wide as the embedding: one line per
 	// component instead, after the series, model and time.
@@ -478,7 +508,7 @@ func queryWriteEmbedding(w io.Writer, format string, e query.Embedding, model st
 	for i, x := range e.Vector {
 		t.rows = append(t.rows, []queryCell{{s: "e" + strconv.Itoa(i)}, queryNum(x)})
 	}
-	return t.write(w, format, nil)
+	return t.write(w, format)
 }
 
 // queryJSONFloat writes NaN and infinities as null.
@@ -500,34 +530,9 @@ type queryJSONEmbedding struct {
 	Embedding []queryJSONFloat `json:"embedding"`
 }
 
-type queryJSONMatch struct {
-	Rank   int            `json:"rank"`
-	Series string         `json:"series"`
-	Score  queryJSONFloat `json:"score"`
-	Time   string         `json:"time"`
-}
-
-type queryJSONForecast struct {
-	Time              string         `json:"time"`
-	Predicted         queryJSONFloat `json:"predicted"`
-	Actual            queryJSONFloat `json:"actual"`
-	AbsError          queryJSONFloat `json:"abs_error"`
-	LastValue         queryJSONFloat `json:"last_value"`
-	LastValueAbsError queryJSONFloat `json:"last_value_abs_error"`
-}
-
-type queryJSONImputed struct {
-	Time  string         `json:"time"`
-	Value queryJSONFloat `json:"value"`
-}
-
-type queryJSONTrain struct {
-	Time         string         `json:"time"`
-	Topic        string         `json:"topic"`
-	Partition    string         `json:"partition"`
-	Step         int64          `json:"step"`
-	Windows      int64          `json:"windows"`
-	LossForecast queryJSONFloat `json:"loss_forecast"`
-	LossImpute   queryJSONFloat `json:"loss_impute"`
-	LossContrast queryJSONFloat `json:"loss_contrast"`
+// queryWriteJSON writes v as indented JSON.
+func queryWriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
