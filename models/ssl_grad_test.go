@@ -309,3 +309,23 @@ func TestSSLObjectiveGradients(t *testing.T) {
 		checkGrad(t, tc.name, l.params, grad, func() float64 { return l.lossAndGrad(false).total })
 	}
 }
+
+// TestTanh bounds the activation's tanh approximation against math.Tanh,
+// and checks it is odd, monotone and within [-1, 1].
+func TestTanh(t *testing.T) {
+	worst, prev := 0.0, -2.0
+	for x := -20.0; x <= 20; x += 1.0 / 4096 {
+		got := tanh(x)
+		if e := math.Abs(got - math.Tanh(x)); e > worst {
+			worst = e
+		}
+		if got < prev || got < -1 || got > 1 || got != -tanh(-x) {
+			t.Fatalf("tanh(%v) = %v: not odd, monotone and in [-1, 1] (previous %v)", x, got, prev)
+		}
+		prev = got
+	}
+	if worst > 3e-7 {
+		t.Fatalf("tanh: largest absolute error %g, want at most 3e-7", worst)
+	}
+	t.Logf("largest absolute error %g", worst)
+}
