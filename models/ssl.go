@@ -633,21 +633,31 @@ func (l *SSL) predict(b *Batch, from, to int) {
 	}
 	D, lc, in, TB := l.cfg.Dim, l.lc, l.in, l.cfg.TrainBatch
 	w := &l.ws
-	Z := newMat(D+in, TB, w.pz)
+	// The products run on the block's columns c0 to c0+nc. With gonum's
+	// kernels (one Gemv per output row, see gemm) a column's result does not
+	// depend on the other columns, so only the segment's own are computed:
+	// segments are cut by Arrow batches, block ends and optimiser steps, and
+	// computing all TrainBatch columns each time did about 1.6 times the
+	// work. A BLAS that picks kernels by shape gets the whole block.
+	c0, nc := 0, TB
+	if perRowGemv {
+		c0, nc = w.pcol, n
+	}
+	Z := newMat(D+in, TB, w.pz).cols(c0, nc)
 	E := Z.rows(0, D)
 	l.enc.forward(Z.rows(D, in), E, &w.enc)
 	for i := from; i < to; i++ {
 		col := w.pcol + i - from
 		emb := l.out.Embedding[i*D : (i+1)*D]
 		for d := range emb {
-			emb[d] = E.d[d*TB+col]
+			emb[d] = E.d[d*TB+col-c0]
 		}
 		l.out.EmitEmbedding[i] = b.Seq[i]%uint64(l.cfg.EmbedEvery) == 0
 	}
 	w.pc = grow(w.pc, TB)
-	l.fh.forward(E, newMat(1, TB, w.pc), &w.fh)
+	l.fh.forward(E, newMat(1, nc, w.pc), &w.fh)
 	for i := from; i < to; i++ {
-		l.out.Forecast[i] = w.pc[w.pcol+i-from] // the correction, until gate() combines it
+		l.out.Forecast[i] = w.pc[w.pcol+i-from-c0] // the correction, until gate() combines it
 	}
 	// The imputation head runs if a row has gaps to write.
 	gaps := func(i int) bool {
@@ -667,16 +677,16 @@ func (l *SSL) predict(b *Batch, from, to int) {
 		return
 	}
 	w.pd = grow(w.pd, lc*TB)
-	l.ih.forward(Z, newMat(lc, TB, w.pd), &w.ih)
+	l.ih.forward(Z, newMat(lc, nc, w.pd), &w.ih)
 	L := l.cfg.Length
 	for i := from; i < to; i++ {
 		lo, hi := l.writeRange(b.Seq[i])
-		col := w.pcol + i - from
+		col := w.pcol + i - from - c0
 		ip := w.ip[i*lc : (i+1)*lc]
 		for j := lo; j < hi; j++ {
 			if !b.Observed(i, j) {
 				g := l.imputeGate(b.Observed(i, j-1) && j+1 < L && b.Observed(i, j+1))
-				l.out.Imputed[i*L+j] = w.mean[i] + (ip[j-1]+g*w.pd[(j-1)*TB+col])*w.std[i]
+				l.out.Imputed[i*L+j] = w.mean[i] + (ip[j-1]+g*w.pd[(j-1)*nc+col])*w.std[i]
 			}
 		}
 	}
