@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -172,15 +174,41 @@ type Influx struct {
 	// (2.x) or "user:password" (1.8 with auth).
 	TokenEnv string `toml:"token_env"`
 	// CreateBucket creates the database (1.8) or bucket (2.x) if missing.
-	CreateBucket bool     `toml:"create_bucket"`
-	BatchPoints  int      `toml:"batch_points"`
-	Gzip         bool     `toml:"gzip"`
-	Timeout      Duration `toml:"timeout"`
+	CreateBucket bool `toml:"create_bucket"`
+	BatchPoints  int  `toml:"batch_points"`
+	// Gzip is "auto" (compress unless InfluxDB is on a loopback address),
+	// "always" or "never".
+	Gzip    string   `toml:"gzip"`
+	Timeout Duration `toml:"timeout"`
 	// RetryMaxInterval caps the backoff between retries of a failed write.
 	// Writes are retried until they succeed or tsrep stops: a commit waits.
 	RetryMaxInterval Duration `toml:"retry_max_interval"`
 	// MeasurementPrefix prefixes the output measurements (tsrep_forecast...).
 	MeasurementPrefix string `toml:"measurement_prefix"`
+}
+
+// GzipOn resolves the gzip mode: "auto" compresses request bodies unless
+// the URL's host is a loopback address, where compressing costs CPU on both
+// ends (tsrep's and InfluxDB's, on the same machine) and saves nothing.
+func (in *Influx) GzipOn() (bool, error) {
+	switch in.Gzip {
+	case "always":
+		return true, nil
+	case "never":
+		return false, nil
+	case "auto", "":
+		u, err := url.Parse(in.URL)
+		if err != nil {
+			return true, nil // the url check reports it
+		}
+		h := u.Hostname()
+		if h == "localhost" {
+			return false, nil
+		}
+		ip := net.ParseIP(h)
+		return ip == nil || !ip.IsLoopback(), nil
+	}
+	return false, fmt.Errorf("%q: want \"auto\", \"always\" or \"never\"", in.Gzip)
 }
 
 // Pipeline configures in-flight bounds, commits and shutdown.
@@ -262,7 +290,7 @@ func Default() Config {
 			TokenEnv:          "TSREP_INFLUX_TOKEN",
 			CreateBucket:      true,
 			BatchPoints:       5000,
-			Gzip:              true,
+			Gzip:              "auto",
 			Timeout:           Duration{30 * time.Second},
 			RetryMaxInterval:  Duration{30 * time.Second},
 			MeasurementPrefix: "tsrep_",
@@ -462,6 +490,9 @@ func (c *Config) Validate() error {
 	}
 	if in.BatchPoints < 1 {
 		bad("influx.batch_points: must be >= 1")
+	}
+	if _, err := in.GzipOn(); err != nil {
+		bad("influx.gzip: %v", err)
 	}
 	if in.Timeout.Duration <= 0 {
 		bad("influx.timeout: must be > 0")

@@ -52,6 +52,8 @@ func TestValidateNamesTheKey(t *testing.T) {
 	f("[model]\norder = 64", "model.order")
 	f("[influx]\nurl = \"localhost:8086\"", "influx.url")
 	f("[log]\nlevel = \"loud\"", "log.level")
+	f("[influx]\ngzip = \"sometimes\"", "influx.gzip")
+	f("[influx]\ngzip = true", "gzip")
 	f("[kafka]\nbrokerz = [\"x\"]", "kafka.brokerz")
 	f("[window]\nlength = \"long\"", "length")
 }
@@ -71,5 +73,26 @@ start = "2024-01-02T15:04:05Z"`), "t")
 	k, ts, _ := ParseStart(c.Kafka.Start)
 	if k != StartTime || !ts.Equal(time.Date(2024, 1, 2, 15, 4, 5, 0, time.UTC)) {
 		t.Fatalf("start %v %v", k, ts)
+	}
+}
+
+func TestGzipAuto(t *testing.T) {
+	for _, c := range []struct {
+		url, mode string
+		want      bool
+	}{
+		{"http://127.0.0.1:8086", "auto", false},
+		{"http://localhost:8086", "auto", false},
+		{"http://[::1]:8086", "auto", false},
+		{"http://127.0.0.2:8086", "", false},
+		{"https://influx.example.com", "auto", true},
+		{"http://10.0.0.7:8086", "auto", true},
+		{"http://127.0.0.1:8086", "always", true},
+		{"https://influx.example.com", "never", false},
+	} {
+		in := Influx{URL: c.url, Gzip: c.mode}
+		if got, err := in.GzipOn(); err != nil || got != c.want {
+			t.Errorf("%s with gzip %q: %v, %v; want %v", c.url, c.mode, got, err, c.want)
+		}
 	}
 }

@@ -40,6 +40,7 @@ type ServiceOptions struct {
 // the secret from the environment variable it names.
 func InfluxConfig(c config.Config) sinks.InfluxConfig {
 	in := c.Influx
+	gz, _ := in.GzipOn() // Validate reported a bad mode
 	return sinks.InfluxConfig{
 		URL:              in.URL,
 		Bucket:           in.Bucket,
@@ -47,7 +48,7 @@ func InfluxConfig(c config.Config) sinks.InfluxConfig {
 		Token:            os.Getenv(in.TokenEnv),
 		CreateBucket:     in.CreateBucket,
 		BatchPoints:      in.BatchPoints,
-		Gzip:             in.Gzip,
+		Gzip:             gz,
 		Timeout:          in.Timeout.Duration,
 		RetryMaxInterval: in.RetryMaxInterval.Duration,
 	}
