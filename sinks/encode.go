@@ -9,6 +9,8 @@
 //	<prefix>forecast   tags: the input series' tags + measurement, field, model
 //	                   at window end + interval: predicted, last_value
 //	                   once that slot arrives:   actual, abs_error, last_value_abs_error
+//	                   (one line with all five when the slot arrives before
+//	                   the forecast is sent, as when catching up: see Encoder)
 //	<prefix>embedding  same tags; e0..e{D-1} at the window end
 //	<prefix>imputed    same tags; value at each filled gap
 //	<prefix>train      tags model, topic, partition; step, windows,
@@ -53,10 +55,17 @@ const (
 
 // Encoder turns Results into line protocol. It caches each series' output
 // tag set, bounded like the series themselves. Not safe for concurrent use.
+//
+// Forecast lines are held back until the text is taken (Take, Bytes), so
+// that a forecast whose slot arrives within the same request, as happens
+// whenever tsrep is catching up (a backfill, a lagging consumer), goes out
+// as one line with its actual value instead of two: the same point in
+// InfluxDB, and up to half the lines it has to parse and index.
 type Encoder struct {
 	prefix     string
 	meas       [4]string
 	enc        lineprotocol.Encoder
+	check      lineprotocol.Encoder // validates a new series' tags
 	tags       *lru.Map[[]ingest.KV]
 	extra      []ingest.KV
 	train      []ingest.KV // tags of the train measurement, sorted
@@ -64,6 +73,28 @@ type Encoder struct {
 	fields     []string // "e0".."e{D-1}"
 	lines      int
 	errs       []EncodeError
+	fc         []heldForecast
+	fcAt       map[forecastKey]int32 // index into fc
+}
+
+// heldForecast is a forecast line not yet written, with its resolution if
+// the slot has arrived since.
+type heldForecast struct {
+	tags                 []ingest.KV
+	time                 int64
+	predicted, lastValue float64
+	resolved             bool
+	actual, baseline     float64
+	scored               float64 // the prediction as the prequential scorer kept it
+}
+
+// forecastKey identifies a held forecast: its series, by the identity of
+// the series' cached tag set, and its time. A series evicted from the tag
+// cache and seen again gets a new tag set; its resolution is then written
+// as a line of its own, which InfluxDB merges into the same point.
+type forecastKey struct {
+	tags *ingest.KV
+	time int64
 }
 
 // EncodeError is a result the encoder could not write as line protocol
@@ -81,31 +112,52 @@ func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
 		e.meas[i] = prefix + m
 	}
 	e.enc.SetPrecision(lineprotocol.Nanosecond)
+	e.fcAt = make(map[forecastKey]int32)
 	return e
 }
 
-// Reset empties the output buffer, keeping its storage.
+// Reset empties the output buffer, held forecasts included, keeping its
+// storage.
 func (e *Encoder) Reset() {
 	e.enc.Reset()
 	e.lines = 0
 	e.errs = e.errs[:0]
+	e.fc = e.fc[:0]
+	clear(e.fcAt)
 }
 
-// Take returns the encoded text and continues into next (emptied): a
-// writer can send the returned buffer while encoding goes on.
+// Take writes the held forecasts, returns the encoded text and continues
+// into next (emptied): a writer can send the returned buffer while encoding
+// goes on.
 func (e *Encoder) Take(next []byte) []byte {
-	b := e.enc.Bytes()
+	b := e.Bytes()
 	e.enc.SetBuffer(next[:0])
 	e.lines = 0
 	e.errs = e.errs[:0]
 	return b
 }
 
-// Bytes is the encoded text since the last Reset.
-func (e *Encoder) Bytes() []byte { return e.enc.Bytes() }
+// Bytes writes the held forecasts and returns the encoded text since the
+// last Reset or Take.
+func (e *Encoder) Bytes() []byte {
+	for i := range e.fc {
+		f := &e.fc[i]
+		e.start(e.meas[0], f.tags)
+		e.float("predicted", f.predicted)
+		e.float("last_value", f.lastValue)
+		if f.resolved {
+			e.resolution(f.actual, f.scored, f.baseline)
+		}
+		e.end(f.time, "")
+	}
+	e.fc = e.fc[:0]
+	clear(e.fcAt)
+	return e.enc.Bytes()
+}
 
-// Lines is the number of lines encoded since the last Reset.
-func (e *Encoder) Lines() int { return e.lines }
+// Lines is the number of lines encoded since the last Reset or Take, held
+// forecasts included.
+func (e *Encoder) Lines() int { return e.lines + len(e.fc) }
 
 // Errors lists the results that could not be encoded since the last Reset.
 func (e *Encoder) Errors() []EncodeError { return e.errs }
@@ -122,12 +174,9 @@ func (e *Encoder) Encode(r *Result) {
 		}
 		end := int64(b.End[i])
 		if f := out.Forecast[i]; !math.IsNaN(f) {
-			e.start(e.meas[0], tags)
-			e.float("predicted", f)
-			if lv := b.LastObserved(i); !math.IsNaN(lv) {
-				e.float("last_value", lv)
-			}
-			e.end(end+int64(b.Interval[i]), key)
+			t := end + int64(b.Interval[i])
+			e.fcAt[forecastKey{&tags[0], t}] = int32(len(e.fc))
+			e.fc = append(e.fc, heldForecast{tags: tags, time: t, predicted: f, lastValue: b.LastObserved(i)})
 		}
 		if out.Dim > 0 && out.EmitEmbedding[i] {
 			e.start(e.meas[1], tags)
@@ -155,12 +204,13 @@ func (e *Encoder) Encode(r *Result) {
 		if err != nil {
 			continue // already reported for the row
 		}
-		e.start(e.meas[0], tags)
-		e.float("actual", rs.Actual)
-		e.float("abs_error", math.Abs(rs.Actual-rs.Predicted))
-		if !math.IsNaN(rs.Baseline) {
-			e.float("last_value_abs_error", math.Abs(rs.Actual-rs.Baseline))
+		if k, ok := e.fcAt[forecastKey{&tags[0], rs.Time}]; ok {
+			f := &e.fc[k]
+			f.resolved, f.actual, f.scored, f.baseline = true, rs.Actual, rs.Predicted, rs.Baseline
+			continue
 		}
+		e.start(e.meas[0], tags)
+		e.resolution(rs.Actual, rs.Predicted, rs.Baseline)
 		e.end(rs.Time, key)
 	}
 	for _, st := range out.Train {
@@ -172,6 +222,13 @@ func (e *Encoder) Encode(r *Result) {
 		e.float("loss_contrast", st.LossContrast)
 		e.end(st.Time, "train")
 	}
+}
+
+// resolution adds the fields of a forecast whose slot has arrived.
+func (e *Encoder) resolution(actual, predicted, baseline float64) {
+	e.float("actual", actual)
+	e.float("abs_error", math.Abs(actual-predicted))
+	e.float("last_value_abs_error", math.Abs(actual-baseline)) // NaN (skipped) without a baseline
 }
 
 // trainTags returns the sorted tags of r's train points.
@@ -194,10 +251,12 @@ func (e *Encoder) trainTags(r *Result) []ingest.KV {
 	return e.train
 }
 
-func (e *Encoder) start(meas string, tags []ingest.KV) {
-	e.enc.StartLine(meas)
+func (e *Encoder) start(meas string, tags []ingest.KV) { e.start2(&e.enc, meas, tags) }
+
+func (e *Encoder) start2(enc *lineprotocol.Encoder, meas string, tags []ingest.KV) {
+	enc.StartLine(meas)
 	for _, t := range tags {
-		e.enc.AddTag(t.Key, t.Value)
+		enc.AddTag(t.Key, t.Value)
 	}
 }
 
@@ -235,6 +294,15 @@ func (e *Encoder) seriesTags(key, model string) ([]ingest.KV, error) {
 		return nil, fmt.Errorf("series %q: %w", key, err)
 	}
 	tags := OutputTags(id, model, e.extra...)
+	// Check the tags once here, so that a held forecast line cannot fail
+	// when it is written, away from the result it came from.
+	e.check.Reset()
+	e.start2(&e.check, "m", tags)
+	e.check.AddField("f", lineprotocol.IntValue(0))
+	e.check.EndLine(time.Unix(0, 0))
+	if err := e.check.Err(); err != nil {
+		return nil, fmt.Errorf("series %q: %w", key, err)
+	}
 	e.tags.Put(strings.Clone(key), tags)
 	return tags, nil
 }

@@ -48,17 +48,59 @@ func TestEncodeSchema(t *testing.T) {
 	e := NewEncoder("tsrep_", 10)
 	e.Encode(&Result{Topic: "metrics", Partition: 3, Model: "ssl", Batch: &b, Out: out,
 		Resolved: []models.Resolved{{Row: 0, Time: 2e9, Predicted: 2.5, Baseline: 0, Actual: 2}}})
-	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x predicted=3.5,last_value=3 4000000000
-tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x e0=0.25,e1=-1 3000000000
+	// Forecast lines are held back to the end of the text.
+	want := `tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x e0=0.25,e1=-1 3000000000
 tsrep_imputed,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x value=1.5 1000000000
 tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x actual=2,abs_error=0.5,last_value_abs_error=2 2000000000
 tsrep_train,model=ssl,partition=3,topic=metrics step=7i,windows=64i,loss_forecast=0.5,loss_contrast=2 3000000000
+tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x predicted=3.5,last_value=3 4000000000
 `
 	if got := string(e.Bytes()); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 	if e.Lines() != 5 || len(e.Errors()) != 0 {
 		t.Fatalf("lines %d errors %v", e.Lines(), e.Errors())
+	}
+}
+
+// TestEncodeMergesResolvedForecasts: a forecast whose slot arrives before
+// the text is taken is one line with its actual value; one resolved after
+// that is a line of its own at the same time, and so is one whose series
+// left the tag cache in between.
+func TestEncodeMergesResolvedForecasts(t *testing.T) {
+	rec, b := batchOf(t, []string{`cpu,host=a#usage`, `cpu,host=b#usage`}, 4)
+	defer rec.Release()
+	fc := &models.Output{Rows: 2, Forecast: []float64{3.5, 7}}
+	none := &models.Output{Rows: 2, Forecast: []float64{math.NaN(), math.NaN()}}
+	e := NewEncoder("tsrep_", 10)
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: fc})
+	if e.Lines() != 2 {
+		t.Fatalf("lines %d, want the 2 held forecasts", e.Lines())
+	}
+	// Row 0's forecast (t=4s) resolved in a later result of the same request.
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
+		Resolved: []models.Resolved{{Row: 0, Time: 4e9, Predicted: 3.5, Baseline: 3, Actual: 4}}})
+	got := string(e.Take(nil))
+	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl predicted=3.5,last_value=3,actual=4,abs_error=0.5,last_value_abs_error=1 4000000000
+tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl predicted=7,last_value=3 4000000000
+`
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	// Row 1's resolved after the take: a line of its own.
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
+		Resolved: []models.Resolved{{Row: 1, Time: 4e9, Predicted: 7, Baseline: 3, Actual: 4}}})
+	want = "tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl actual=4,abs_error=3,last_value_abs_error=1 4000000000\n"
+	if got := string(e.Bytes()); got != want || e.Lines() != 1 {
+		t.Fatalf("lines %d, got\n%s\nwant\n%s", e.Lines(), got, want)
+	}
+	// A series pushed out of the tag cache between forecast and resolution.
+	e = NewEncoder("tsrep_", 1)
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: &models.Output{Rows: 2, Forecast: []float64{3.5, math.NaN()}}})
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
+		Resolved: []models.Resolved{{Row: 1, Time: 4e9, Predicted: 7, Baseline: 3, Actual: 4}, {Row: 0, Time: 4e9, Predicted: 3.5, Baseline: 3, Actual: 4}}})
+	if got := string(e.Bytes()); strings.Count(got, "\n") != 3 || !strings.Contains(got, "host=a,measurement=cpu,model=ssl actual=4,") {
+		t.Fatalf("after eviction:\n%s", got)
 	}
 }
 
