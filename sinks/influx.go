@@ -141,10 +141,30 @@ func (s *Influx) ensureBucket(ctx context.Context) error {
 	})
 }
 
+// DropBucket deletes the database (1.8) or bucket (2.x) and everything in
+// it (for benchmarks and tests that must start from an empty one).
+func (s *Influx) DropBucket(ctx context.Context) error {
+	if s.v1 {
+		db, _, _ := strings.Cut(s.cfg.Bucket, "/")
+		return influxQLV1(ctx, s.cfg.URL, s.cfg.Token, fmt.Sprintf("DROP DATABASE %q", db))
+	}
+	b := s.client.BucketsAPI()
+	bucket, err := b.FindBucketByName(ctx, s.cfg.Bucket)
+	if err != nil {
+		return err
+	}
+	return b.DeleteBucket(ctx, bucket)
+}
+
 // createDatabaseV1 runs CREATE DATABASE on InfluxDB 1.x, which is a no-op
 // when the database exists.
 func createDatabaseV1(ctx context.Context, base, token, db string) error {
-	form := url.Values{"q": {fmt.Sprintf("CREATE DATABASE %q", db)}}
+	return influxQLV1(ctx, base, token, fmt.Sprintf("CREATE DATABASE %q", db))
+}
+
+// influxQLV1 runs an InfluxQL statement that returns no rows on 1.x.
+func influxQLV1(ctx context.Context, base, token, q string) error {
+	form := url.Values{"q": {q}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/query", strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
@@ -159,7 +179,7 @@ func createDatabaseV1(ctx context.Context, base, token, db string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return &http2.Error{StatusCode: resp.StatusCode, Message: "CREATE DATABASE failed: " + resp.Status}
+		return &http2.Error{StatusCode: resp.StatusCode, Message: q + ": " + resp.Status}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +127,36 @@ func TestInfluxConcurrentWrites(t *testing.T) {
 	defer res.Close()
 	if !res.Next() || res.Record().Value().(int64) != 200 {
 		t.Fatalf("points after concurrent writes: %v", res.Record())
+	}
+}
+
+// TestInfluxDropBucket: the database and what was written are gone after
+// DropBucket.
+func TestInfluxDropBucket(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	s, in := newInflux(t, 100)
+	if _, err := s.Write(ctx, []byte("m v=1 1\nm v=2 2\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(ctx, t, in.URL, in.Database); len(got) != 2 {
+		t.Fatalf("before the drop: %v", got)
+	}
+	if err := s.DropBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 1.8 can list a dropped database for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(in.URL + "/query?q=SHOW+DATABASES")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && !strings.Contains(string(b), in.Database) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the drop, SHOW DATABASES: %s %s", resp.Status, b)
+		}
 	}
 }

@@ -37,6 +37,8 @@ import (
 	"github.com/tsrep/tsrep/feed"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/broker"
+	"github.com/tsrep/tsrep/pipeline"
+	"github.com/tsrep/tsrep/sinks"
 )
 
 // Options configure a run.
@@ -52,6 +54,10 @@ type Options struct {
 	// Model is the learner of (c) (model.kind), Dim its embedding size.
 	Model string
 	Dim   int
+	// Config, if set, is the configuration (b) and (c) start from instead
+	// of the defaults (the broker, topic, group, InfluxDB, windowing, model
+	// kind and dim above still apply).
+	Config string
 	// InfluxURL is the InfluxDB (b) and (c) write to.
 	InfluxURL string
 	// Bin is the tsrep binary run as (a), (b), (c).
@@ -109,24 +115,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	phases := []struct {
 		name, what string
-		args       func() ([]string, error)
+		args       func() ([]string, *config.Config, error)
 	}{
-		{"a", "bare kafka-go consumer (fetch, discard, commit)", func() ([]string, error) {
-			return []string{"bench", "consume", "--brokers", b.Addr(), "--topic", topic, "--group", "bench-a"}, nil
+		{"a", "bare kafka-go consumer (fetch, discard, commit)", func() ([]string, *config.Config, error) {
+			return []string{"bench", "consume", "--brokers", b.Addr(), "--topic", topic, "--group", "bench-a"}, nil, nil
 		}},
-		{"b", "tsrep, learning off (decode, window, Arrow, training counts to InfluxDB)", func() ([]string, error) {
+		{"b", "tsrep, learning off (decode, window, Arrow, training counts to InfluxDB)", func() ([]string, *config.Config, error) {
 			return o.runArgs(b.Addr(), "bench-b", "none", "")
 		}},
-		{"c", "tsrep in full (" + o.Model + " learner, forecasts, embeddings, InfluxDB)", func() ([]string, error) {
+		{"c", "tsrep in full (" + o.Model + " learner, forecasts, embeddings, InfluxDB)", func() ([]string, *config.Config, error) {
 			return o.runArgs(b.Addr(), "bench-c", o.Model, o.CPUProfile)
 		}},
 	}
 	for _, ph := range phases {
-		args, err := ph.args()
+		args, cfg, err := ph.args()
 		if err != nil {
 			return nil, err
 		}
 		p, err := o.child(ctx, ph.name, args)
+		if cfg != nil {
+			// Each phase writes to a database of its own, dropped after it:
+			// points left by earlier runs would make InfluxDB merge
+			// overwritten points in its compactions, and cost it more.
+			if derr := dropBucket(ctx, *cfg, o.Log); err == nil && derr != nil {
+				err = derr
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("phase %s: %w", ph.name, err)
 		}
@@ -148,9 +162,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
+// dropBucket deletes a phase's database.
+func dropBucket(ctx context.Context, c config.Config, log *slog.Logger) error {
+	ic := pipeline.InfluxConfig(c)
+	ic.CreateBucket = false
+	s, err := sinks.NewInflux(ctx, ic, log, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.DropBucket(ctx)
+}
+
 // runArgs writes the config of (b) or (c) and returns its command line.
-func (o Options) runArgs(brokerAddr, group, kind, cpuProfile string) ([]string, error) {
+func (o Options) runArgs(brokerAddr, group, kind, cpuProfile string) ([]string, *config.Config, error) {
 	c := config.Default()
+	if o.Config != "" {
+		var err error
+		if c, err = config.Load(o.Config); err != nil {
+			return nil, nil, err
+		}
+	}
 	c.Kafka.Brokers = []string{brokerAddr}
 	c.Kafka.Topics = []string{topic}
 	c.Kafka.Group = group
@@ -160,21 +192,22 @@ func (o Options) runArgs(brokerAddr, group, kind, cpuProfile string) ([]string, 
 	c.Window.MaxSeries = max(c.Window.MaxSeries, o.Series)
 	c.Model.Kind = kind
 	c.Model.Name = kind
+	c.Model.Dim = o.Dim
 	c.Influx.URL = o.InfluxURL
-	c.Influx.Bucket = "tsrep_bench"
+	c.Influx.Bucket = fmt.Sprintf("tsrep_%s_%d", strings.ReplaceAll(group, "-", "_"), os.Getpid())
 	c.Pipeline.CheckpointDir = filepath.Join(o.Dir, "checkpoints-"+group)
 	c.HTTP.Listen = ""
 	c.Log.Level = "warn"
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	path := filepath.Join(o.Dir, group+".toml")
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	args := []string{"run", "--until-end", "-c", path}
 	if cpuProfile != "" {
@@ -183,7 +216,7 @@ func (o Options) runArgs(brokerAddr, group, kind, cpuProfile string) ([]string, 
 			args = append(args, "--memprofile", o.HeapProfile)
 		}
 	}
-	return args, nil
+	return args, &c, nil
 }
 
 // child runs one phase and measures it.

@@ -61,6 +61,7 @@ func newBenchThroughputCmd() *cobra.Command {
 	f.IntVar(&o.Stride, "stride", 8, "window stride")
 	f.StringVar(&o.Model, "model", "ssl", "learner of (c) (model.kind)")
 	f.IntVar(&o.Dim, "dim", 32, "embedding size of (c)")
+	f.StringVar(&o.Config, "config", "", "configuration (b) and (c) start from (default: the defaults of config.toml); the flags above override it")
 	f.StringVar(&influxURL, "influx-url", "http://127.0.0.1:8086", "InfluxDB that (b) and (c) write to")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write (c)'s CPU profile here (and print the stage profile)")
 	f.StringVar(&o.HeapProfile, "memprofile", "", "write (c)'s heap profile here at the end")
@@ -77,6 +78,9 @@ func printThroughput(r *throughput.Result) {
 	}
 	fmt.Printf("%d points over %d series, %d partitions (%s), window %d stride %d, learner %s, embeddings %d\n",
 		o.Points, o.Series, o.Partitions, data, o.Length, o.Stride, o.Model, o.Dim)
+	if o.Config != "" {
+		fmt.Printf("(b) and (c) configured from %s\n", o.Config)
+	}
 	fmt.Printf("%s; %s; topic preloaded in %.1fs\n\n", r.Machine, r.Date, r.ProduceSec)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "phase\tpoints/s\tseconds\tCPU s\tpeak RSS\tratio to (a)\twhat")
