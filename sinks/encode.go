@@ -181,7 +181,11 @@ func (e *Encoder) Encode(r *Result) {
 		if out.Dim > 0 && out.EmitEmbedding[i] {
 			e.start(e.meas[1], tags)
 			emb := out.Embedding[i*out.Dim : (i+1)*out.Dim]
+			scale := embeddingScale(emb)
 			for j, v := range emb {
+				if scale > 0 {
+					v = math.Round(v*scale) / scale
+				}
 				e.float(e.embField(j), v)
 			}
 			e.end(end, key)
@@ -223,6 +227,34 @@ func (e *Encoder) Encode(r *Result) {
 		e.end(st.Time, "train")
 	}
 }
+
+// EmbeddingDigits is the number of significant digits an embedding's
+// largest component is written with; the others are rounded to the same
+// absolute step. Cosine similarities then move by less than 1e-6·√D, while
+// each value is half as long to format, send and parse as the 17 digits
+// that round-trip a float64.
+const EmbeddingDigits = 7
+
+// embeddingScale returns the power of ten whose reciprocal is the rounding
+// step of emb's components, or 0 to write them unrounded.
+func embeddingScale(emb []float64) float64 {
+	m := 0.0
+	for _, v := range emb {
+		m = math.Max(m, math.Abs(v))
+	}
+	if !(m > 0) || math.IsInf(m, 0) {
+		return 0
+	}
+	k := EmbeddingDigits - 1 - int(math.Floor(math.Log10(m)))
+	if k < 0 || k >= len(pow10) {
+		return 0
+	}
+	return pow10[k]
+}
+
+// pow10 holds the powers of ten that float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
 // resolution adds the fields of a forecast whose slot has arrived.
 func (e *Encoder) resolution(actual, predicted, baseline float64) {

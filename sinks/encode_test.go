@@ -130,3 +130,31 @@ func TestOutputTags(t *testing.T) {
 		t.Fatal(s)
 	}
 }
+
+// TestEmbeddingRounding: the largest component keeps EmbeddingDigits
+// significant digits, the others the same absolute step, and the text is
+// short; vectors that cannot be scaled are written as they are.
+func TestEmbeddingRounding(t *testing.T) {
+	rec, b := batchOf(t, []string{`cpu,host=a#usage`}, 4)
+	defer rec.Release()
+	line := func(emb ...float64) string {
+		e := NewEncoder("", 10)
+		e.Encode(&Result{Model: "m", Batch: &b, Out: &models.Output{Rows: 1, Forecast: []float64{math.NaN()},
+			Dim: len(emb), Embedding: emb, EmitEmbedding: []bool{true}}})
+		got := string(e.Bytes())
+		return got[strings.IndexByte(got, ' ')+1 : strings.LastIndexByte(got, ' ')]
+	}
+	for _, c := range []struct {
+		emb  []float64
+		want string
+	}{
+		{[]float64{0.123456789012, -0.000123456789, 1.0 / 3}, "e0=0.1234568,e1=-0.0001235,e2=0.3333333"},
+		{[]float64{-12.3456789, 2.0 / 3}, "e0=-12.34568,e1=0.66667"},
+		{[]float64{0, 0}, "e0=0,e1=0"},
+		{[]float64{1e-30, 1.0 / 3 * 1e-30}, "e0=1e-30,e1=3.3333333333333333e-31"}, // step 1e-36 is past the exact powers: unrounded
+	} {
+		if got := line(c.emb...); got != c.want {
+			t.Errorf("%v: got %s, want %s", c.emb, got, c.want)
+		}
+	}
+}
