@@ -274,7 +274,7 @@ func Default() Config {
 			Forgetting:     0.9999,
 			Seed:           1,
 			Dim:            32,
-			Hidden:         64,
+			Hidden:         32,
 			TrainBatch:     128,
 			LearningRate:   1e-3,
 			Temperature:    0.2,
