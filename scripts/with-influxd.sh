@@ -14,4 +14,11 @@ fi
 cleanup() { if [ "$started" = 1 ]; then scripts/influxd.sh stop; fi; }
 trap cleanup EXIT
 export TSREP_INFLUX_URL="http://127.0.0.1:$port"
+# The server's process id, when it is the one scripts/influxd.sh manages
+# (bench throughput reports its CPU time).
+pidfile="${TSREP_INFLUX_DIR:-$root/.tools/influxdb}/influxd.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  TSREP_INFLUXD_PID=$(cat "$pidfile")
+  export TSREP_INFLUXD_PID
+fi
 "$@"

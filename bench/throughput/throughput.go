@@ -66,7 +66,10 @@ type Options struct {
 	Dir string
 	// CPUProfile and HeapProfile, if set, are written by (c).
 	CPUProfile, HeapProfile string
-	Log                     *slog.Logger
+	// InfluxdPID, if set, is the process id of an InfluxDB server on this
+	// machine, whose CPU time during each phase is reported.
+	InfluxdPID int
+	Log        *slog.Logger
 }
 
 // Phase is one measured consumer.
@@ -79,6 +82,18 @@ type Phase struct {
 	CPUSeconds   float64 `json:"cpu_seconds"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	Wall         float64 `json:"wall_seconds"` // process start to exit
+	// BrokerCPUSeconds is this process's CPU time while the phase ran
+	// (process start to exit): the embedded broker serving it.
+	BrokerCPUSeconds float64 `json:"broker_cpu_seconds"`
+	// InfluxdCPUSeconds is the InfluxDB server's over the same time, if
+	// its process id was given (Options.InfluxdPID); else 0.
+	InfluxdCPUSeconds float64 `json:"influxd_cpu_seconds,omitempty"`
+}
+
+// CoresBusy is the CPU time of the phase, the broker and the InfluxDB
+// server (when known) per second of the phase's run.
+func (p Phase) CoresBusy() float64 {
+	return (p.CPUSeconds + p.BrokerCPUSeconds + p.InfluxdCPUSeconds) / p.Wall
 }
 
 // Result is a whole run.
@@ -226,11 +241,15 @@ func (o Options) child(ctx context.Context, name string, args []string) (Phase, 
 	cmd := exec.CommandContext(ctx, o.Bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	self0, influxd0 := selfCPU(), procCPU(o.InfluxdPID)
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
 		return Phase{}, fmt.Errorf("%s %s: %w\n%s", o.Bin, strings.Join(args, " "), err, tailOf(out.String()))
 	}
-	p := Phase{Name: name, Wall: time.Since(t0).Seconds()}
+	p := Phase{Name: name, Wall: time.Since(t0).Seconds(), BrokerCPUSeconds: selfCPU() - self0}
+	if o.InfluxdPID > 0 {
+		p.InfluxdCPUSeconds = procCPU(o.InfluxdPID) - influxd0
+	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	p.CPUSeconds = tv(ru.Utime) + tv(ru.Stime)
 	// Not ru.Maxrss: Go starts children with CLONE_VM|CLONE_VFORK, and at
@@ -251,6 +270,43 @@ func (o Options) child(ctx context.Context, name string, args []string) (Phase, 
 	p.Seconds = float64(tm.LastCommit-tm.FirstAssigned) / 1e9
 	p.PeakRSSBytes = tm.PeakRSS
 	return p, nil
+}
+
+// selfCPU is this process's CPU time so far, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// procCPU is the CPU time of process pid so far, in seconds (Linux
+// /proc/<pid>/stat, in clock ticks of 1/100 s); 0 if unknown.
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return (ut + st) / 100
 }
 
 // PeakRSS is this process's peak resident set size (VmHWM) in bytes: the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -66,6 +67,8 @@ func newBenchThroughputCmd() *cobra.Command {
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write (c)'s CPU profile here (and print the stage profile)")
 	f.StringVar(&o.HeapProfile, "memprofile", "", "write (c)'s heap profile here at the end")
 	f.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one)")
+	pid, _ := strconv.Atoi(os.Getenv("TSREP_INFLUXD_PID"))
+	f.IntVar(&o.InfluxdPID, "influxd-pid", pid, "process id of a local InfluxDB server whose CPU time each phase reports (default $TSREP_INFLUXD_PID, which scripts/with-influxd.sh sets)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object with every figure")
 	return cmd
 }
@@ -83,12 +86,18 @@ func printThroughput(r *throughput.Result) {
 	}
 	fmt.Printf("%s; %s; topic preloaded in %.1fs\n\n", r.Machine, r.Date, r.ProduceSec)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "phase\tpoints/s\tseconds\tCPU s\tpeak RSS\tratio to (a)\twhat")
+	fmt.Fprintln(tw, "phase\tpoints/s\tseconds\tCPU s\tpeak RSS\tratio to (a)\tbroker CPU s\tinfluxd CPU s\tcores busy\twhat")
 	for _, p := range r.Phases {
-		fmt.Fprintf(tw, "(%s)\t%.0f\t%.2f\t%.2f\t%d MiB\t%.2f\t%s\n", p.Name, p.PointsPerSec, p.Seconds, p.CPUSeconds, p.PeakRSSBytes>>20,
-			p.PointsPerSec/r.Phases[0].PointsPerSec, p.What)
+		influxd := "-"
+		if o.InfluxdPID > 0 {
+			influxd = fmt.Sprintf("%.2f", p.InfluxdCPUSeconds)
+		}
+		fmt.Fprintf(tw, "(%s)\t%.0f\t%.2f\t%.2f\t%d MiB\t%.2f\t%.2f\t%s\t%.2f\t%s\n", p.Name, p.PointsPerSec, p.Seconds, p.CPUSeconds, p.PeakRSSBytes>>20,
+			p.PointsPerSec/r.Phases[0].PointsPerSec, p.BrokerCPUSeconds, influxd, p.CoresBusy(), p.What)
 	}
 	tw.Flush()
+	fmt.Printf("(CPU s: the phase's process; broker CPU s: the embedded broker's, in this process; influxd CPU s: the\n" +
+		"InfluxDB server's, when its process id is known; each over the phase's run. cores busy: their sum per second.)\n")
 	fmt.Printf("\n(b)/(a) = %.2f, (c)/(a) = %.2f\n", r.RatioB, r.RatioC)
 	if len(r.Stages) > 0 {
 		fmt.Printf("\nwhere (c)'s CPU time goes (CPU profile, by call stack):\n")
