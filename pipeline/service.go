@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,24 @@ func InfluxConfig(c config.Config) sinks.InfluxConfig {
 		Timeout:          in.Timeout.Duration,
 		RetryMaxInterval: in.RetryMaxInterval.Duration,
 	}
+}
+
+// DropBucket deletes the configured bucket (database on 1.8) and what it
+// holds, if it exists: for the demo and the benchmarks, which must read
+// back or measure only what they wrote.
+func DropBucket(ctx context.Context, c config.Config, log *slog.Logger) error {
+	ic := InfluxConfig(c)
+	ic.CreateBucket = false
+	s, err := sinks.NewInflux(ctx, ic, log, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	err = s.DropBucket(ctx)
+	if err != nil && strings.Contains(err.Error(), "not found") { // 2.x: no such bucket
+		return nil
+	}
+	return err
 }
 
 // RunService connects the sink and the dead-letter writer, then runs the

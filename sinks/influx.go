@@ -3,12 +3,14 @@ package sinks
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -146,7 +148,23 @@ func (s *Influx) ensureBucket(ctx context.Context) error {
 func (s *Influx) DropBucket(ctx context.Context) error {
 	if s.v1 {
 		db, _, _ := strings.Cut(s.cfg.Bucket, "/")
-		return influxQLV1(ctx, s.cfg.URL, s.cfg.Token, fmt.Sprintf("DROP DATABASE %q", db))
+		if err := influxQLV1(ctx, s.cfg.URL, s.cfg.Token, fmt.Sprintf("DROP DATABASE %q", db)); err != nil {
+			return err
+		}
+		// 1.8 can still list (and take writes for) a dropped database for
+		// a moment; return once it is gone, so that a writer created next
+		// does not create it again before the drop lands.
+		for {
+			dbs, err := databasesV1(ctx, s.cfg.URL, s.cfg.Token)
+			if err != nil || !slices.Contains(dbs, db) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 	b := s.client.BucketsAPI()
 	bucket, err := b.FindBucketByName(ctx, s.cfg.Bucket)
@@ -160,6 +178,45 @@ func (s *Influx) DropBucket(ctx context.Context) error {
 // when the database exists.
 func createDatabaseV1(ctx context.Context, base, token, db string) error {
 	return influxQLV1(ctx, base, token, fmt.Sprintf("CREATE DATABASE %q", db))
+}
+
+// databasesV1 lists the databases of a 1.x server.
+func databasesV1(ctx context.Context, base, token string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/query?q=SHOW+DATABASES", nil)
+	if err != nil {
+		return nil, err
+	}
+	if u, p, ok := strings.Cut(token, ":"); ok {
+		req.SetBasicAuth(u, p)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Results []struct {
+			Series []struct{ Values [][]string }
+			Error  string
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("SHOW DATABASES: %s: %w", resp.Status, err)
+	}
+	var dbs []string
+	for _, res := range r.Results {
+		if res.Error != "" {
+			return nil, fmt.Errorf("SHOW DATABASES: %s", res.Error)
+		}
+		for _, se := range res.Series {
+			for _, v := range se.Values {
+				if len(v) > 0 {
+					dbs = append(dbs, v[0])
+				}
+			}
+		}
+	}
+	return dbs, nil
 }
 
 // influxQLV1 runs an InfluxQL statement that returns no rows on 1.x.
@@ -180,6 +237,15 @@ func influxQLV1(ctx context.Context, base, token, q string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return &http2.Error{StatusCode: resp.StatusCode, Message: q + ": " + resp.Status}
+	}
+	// A statement that fails still answers 200, with the error inside.
+	var r struct{ Results []struct{ Error string } }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err == nil {
+		for _, res := range r.Results {
+			if res.Error != "" {
+				return fmt.Errorf("%s: %s", q, res.Error)
+			}
+		}
 	}
 	return nil
 }

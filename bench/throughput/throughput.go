@@ -38,7 +38,6 @@ import (
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/broker"
 	"github.com/tsrep/tsrep/pipeline"
-	"github.com/tsrep/tsrep/sinks"
 )
 
 // Options configure a run.
@@ -152,7 +151,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			// Each phase writes to a database of its own, dropped after it:
 			// points left by earlier runs would make InfluxDB merge
 			// overwritten points in its compactions, and cost it more.
-			if derr := dropBucket(ctx, *cfg, o.Log); err == nil && derr != nil {
+			if derr := pipeline.DropBucket(ctx, *cfg, o.Log); err == nil && derr != nil {
 				err = derr
 			}
 		}
@@ -175,18 +174,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Stages = st
 	}
 	return res, nil
-}
-
-// dropBucket deletes a phase's database.
-func dropBucket(ctx context.Context, c config.Config, log *slog.Logger) error {
-	ic := pipeline.InfluxConfig(c)
-	ic.CreateBucket = false
-	s, err := sinks.NewInflux(ctx, ic, log, nil)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return s.DropBucket(ctx)
 }
 
 // runArgs writes the config of (b) or (c) and returns its command line.

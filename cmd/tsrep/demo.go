@@ -109,6 +109,12 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string, hide f
 		fr.Rows(), data, len(fr.Names), time.Unix(0, fr.Time[0]).UTC().Format(time.DateOnly),
 		time.Unix(0, fr.Time[fr.Rows()-1]).UTC().Format(time.DateOnly), len(hidden), 100*hide, b.Addr())
 
+	// The demo's bucket is its own: empty it, so that what is read back is
+	// this run's and not a mix with points an earlier run (with other
+	// settings) wrote at times this one does not.
+	if err := pipeline.DropBucket(ctx, cfg, log); err != nil {
+		return fmt.Errorf("empty bucket %s: %w", bucket, err)
+	}
 	t1 := time.Now()
 	if err := pipeline.RunService(ctx, cfg, pipeline.ServiceOptions{Log: log, UntilEnd: true}); err != nil {
 		return err
