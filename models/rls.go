@@ -3,8 +3,8 @@ package models
 import (
 	"math"
 
-	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/floats"
 
 	"github.com/tsrep/tsrep/internal/binenc"
 )
@@ -13,8 +13,8 @@ import (
 // linear regression whose weights are the exact weighted least-squares fit
 // of everything seen, each update costing O(d²). The inverse correlation
 // matrix P is symmetric, so it is kept packed (its upper triangle,
-// d(d+1)/2 values: half the memory of every series) and updated with BLAS's
-// packed symmetric routines (Spmv, Spr).
+// d(d+1)/2 values: half the memory of every series) and updated row by row
+// of the triangle (see Update).
 type RLS struct {
 	D      int     // inputs, the intercept included if the caller adds one
 	Lambda float64 // forgetting factor in (0, 1]
@@ -25,10 +25,6 @@ type RLS struct {
 
 // diag is the index of P's i-th diagonal element in packed upper storage.
 func (r *RLS) diag(i int) int { return i*r.D - i*(i-1)/2 }
-
-func (r *RLS) packed() blas64.SymmetricPacked {
-	return blas64.SymmetricPacked{Uplo: blas.Upper, N: r.D, Data: r.P}
-}
 
 // rlsInitP is the initial diagonal of P: a ridge of 1/rlsInitP = 100 on
 // normalised inputs around the initial weights. With the Forecaster's
@@ -58,23 +54,43 @@ func (r *RLS) Predict(x []float64) float64 {
 }
 
 // Update learns target y for input x and returns the a-priori error y - w·x.
+//
+// The packed products (Spmv's Px and Spr's rank-1 update) run row by row
+// of the packed upper triangle through the SIMD kernels behind
+// floats.Dot and floats.AddScaled: gonum's Dspmv and Dspr are scalar Go
+// loops, and this update, made once per point by the rls learner and once
+// per window by ssl's linear path, took most of the rls learner's time.
 func (r *RLS) Update(x []float64, y float64) float64 {
 	d := r.D
-	P := r.packed()
-	xv := blas64.Vector{N: d, Data: x, Inc: 1}
-	pxv := blas64.Vector{N: d, Data: r.px, Inc: 1}
-	blas64.Spmv(1, P, xv, 0, pxv) // Px
-	den := r.Lambda + blas64.Dot(xv, pxv)
+	x = x[:d]
+	px := r.px[:d]
+	// Px, with P symmetric and only its upper triangle stored: row i of the
+	// triangle, P[i][i:], gives (Px)_i its terms j ≥ i, and (Px)_j for
+	// j > i the term P[i][j]·x_i.
+	clear(px)
+	off := 0
+	for i := 0; i < d; i++ {
+		row := r.P[off : off+d-i]
+		px[i] += floats.Dot(row, x[i:])
+		floats.AddScaled(px[i+1:], x[i], row[1:])
+		off += d - i
+	}
+	den := r.Lambda + floats.Dot(x, px)
 	e := y - r.Predict(x)
 	if !(den > 0) || math.IsInf(den, 0) {
 		r.ResetP()
 		return e
 	}
 	// w += Px e / den ; P = (P - Px (Px)ᵀ / den) / λ   (P stays symmetric)
-	blas64.Axpy(e/den, pxv, blas64.Vector{N: d, Data: r.W, Inc: 1})
-	blas64.Spr(-1/den, pxv, P)
+	floats.AddScaled(r.W, e/den, px)
+	off = 0
+	for i := 0; i < d; i++ {
+		row := r.P[off : off+d-i]
+		floats.AddScaled(row, -px[i]/den, px[i:])
+		off += d - i
+	}
 	if r.Lambda != 1 {
-		blas64.Scal(1/r.Lambda, blas64.Vector{N: len(r.P), Data: r.P, Inc: 1})
+		floats.Scale(1/r.Lambda, r.P)
 	}
 	// Forgetting with little excitation lets P grow without bound; a
 	// diagonal past the guard means the fit is no longer conditioned.

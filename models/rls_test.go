@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -76,5 +77,30 @@ func TestRLSStaysFinite(t *testing.T) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			t.Fatalf("state not finite: w %v", r.W)
 		}
+	}
+}
+
+// BenchmarkRLSUpdate is one update of the forecaster's RLS at the default
+// order (24 lags and the intercept) and at the quality benchmark's (60).
+func BenchmarkRLSUpdate(b *testing.B) {
+	for _, d := range []int{25, 61} {
+		b.Run(fmt.Sprintf("d=%d", d), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			r := NewRLS(d, 0.999)
+			xs := make([][]float64, 64)
+			for i := range xs {
+				xs[i] = make([]float64, d)
+				for j := range xs[i] {
+					xs[i][j] = rng.NormFloat64()
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				x := xs[i%len(xs)]
+				r.Update(x, x[0]+0.1*x[1])
+				i++
+			}
+		})
 	}
 }
