@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -493,6 +494,10 @@ func (c *Config) Validate() error {
 	}
 	if _, err := in.GzipOn(); err != nil {
 		bad("influx.gzip: %v", err)
+	}
+	if !utf8.ValidString(in.MeasurementPrefix) || strings.HasSuffix(in.MeasurementPrefix, `\`) ||
+		strings.ContainsFunc(in.MeasurementPrefix, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		bad("influx.measurement_prefix: %q must be printable UTF-8 not ending in a backslash", in.MeasurementPrefix)
 	}
 	if in.Timeout.Duration <= 0 {
 		bad("influx.timeout: must be > 0")

@@ -54,6 +54,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 	f("[log]\nlevel = \"loud\"", "log.level")
 	f("[influx]\ngzip = \"sometimes\"", "influx.gzip")
 	f("[influx]\ngzip = true", "gzip")
+	f("[influx]\nmeasurement_prefix = \"a\\u0001\"", "influx.measurement_prefix")
 	f("[kafka]\nbrokerz = [\"x\"]", "kafka.brokerz")
 	f("[window]\nlength = \"long\"", "length")
 }

@@ -158,3 +158,21 @@ func TestEmbeddingRounding(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeChecksWhatItSkips: the per-series lines skip the library's
+// per-line checks only because tags and measurement names were checked
+// once; a bad measurement prefix or model name is still reported, never
+// written as broken line protocol.
+func TestEncodeChecksWhatItSkips(t *testing.T) {
+	rec, b := batchOf(t, []string{`cpu,host=a#usage`}, 4)
+	defer rec.Release()
+	out := &models.Output{Rows: 1, Forecast: []float64{1}, Train: []models.TrainStep{{Step: 1, Time: 1, Windows: 2}}}
+	for _, c := range []struct{ prefix, model string }{{"bad\x01", "ssl"}, {"tsrep_", "bad\x01"}} {
+		e := NewEncoder(c.prefix, 10)
+		e.Encode(&Result{Topic: "t", Model: c.model, Batch: &b, Out: out})
+		got := string(e.Bytes())
+		if len(e.Errors()) == 0 || strings.Contains(got, "\x01") {
+			t.Errorf("prefix %q model %q: errors %v, text %q", c.prefix, c.model, e.Errors(), got)
+		}
+	}
+}
