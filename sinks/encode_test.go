@@ -167,6 +167,9 @@ func TestEncodeChecksWhatItSkips(t *testing.T) {
 	rec, b := batchOf(t, []string{`cpu,host=a#usage`}, 4)
 	defer rec.Release()
 	out := &models.Output{Rows: 1, Forecast: []float64{1}, Train: []models.TrainStep{{Step: 1, Time: 1, Windows: 2}}}
+	if !NewEncoder("tsrep_", 10).lax {
+		t.Fatal("the default measurement names did not pass the check: every line is checked again")
+	}
 	for _, c := range []struct{ prefix, model string }{{"bad\x01", "ssl"}, {"tsrep_", "bad\x01"}} {
 		e := NewEncoder(c.prefix, 10)
 		e.Encode(&Result{Topic: "t", Model: c.model, Batch: &b, Out: out})
