@@ -44,14 +44,21 @@ type SeriesForecast struct {
 
 // ForecastSummaryFlux is the Flux of ForecastSummary: the default grouping
 // of from() is one table per series and field, so count() and mean() give
-// per-series figures.
+// per-series figures. The last-value baseline's error is computed from
+// actual and last_value, which share a point once the step arrived.
 func ForecastSummaryFlux(bucket, measurement, model string) string {
-	return fmt.Sprintf(`data = from(bucket: %s)
+	return fmt.Sprintf(`import "math"
+data = from(bucket: %s)
   |> range(start: 0)
   |> filter(fn: (r) => r._measurement == %s and r.model == %s)
 data |> filter(fn: (r) => r._field == "predicted") |> count() |> yield(name: "count")
-data |> filter(fn: (r) => r._field == "abs_error" or r._field == "last_value_abs_error") |> mean() |> yield(name: "mean")
-data |> filter(fn: (r) => r._field == "abs_error") |> count() |> yield(name: "scored")`, fluxString(bucket), fluxString(measurement), fluxString(model))
+data |> filter(fn: (r) => r._field == "abs_error") |> mean() |> yield(name: "mean")
+data |> filter(fn: (r) => r._field == "abs_error") |> count() |> yield(name: "scored")
+data |> filter(fn: (r) => r._field == "actual" or r._field == "last_value")
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> filter(fn: (r) => exists r.actual and exists r.last_value)
+  |> map(fn: (r) => ({r with _value: math.abs(x: r.actual - r.last_value)}))
+  |> mean() |> yield(name: "baseline")`, fluxString(bucket), fluxString(measurement), fluxString(model))
 }
 
 // ForecastSummary returns per-series forecast counts and prequential MAE
@@ -80,12 +87,9 @@ func (c *Client) ForecastSummary(ctx context.Context, model string) ([]SeriesFor
 		case "scored":
 			s.Scored = toInt(r.Value())
 		case "mean":
-			v, _ := r.Value().(float64)
-			if r.Field() == "abs_error" {
-				s.MAE = v
-			} else {
-				s.LastValueMAE = v
-			}
+			s.MAE, _ = r.Value().(float64)
+		case "baseline":
+			s.LastValueMAE, _ = r.Value().(float64)
 		}
 	}
 	if err := res.Err(); err != nil {

@@ -298,7 +298,8 @@ func TestTrainLosses(t *testing.T) {
 	}
 }
 
-// TestForecastSummaryStillWorks: the existing summary over the fixture.
+// TestForecastSummaryStillWorks: the summary over the fixture, the
+// last-value baseline's MAE computed in Flux from actual and last_value.
 func TestForecastSummaryStillWorks(t *testing.T) {
 	e := setup(t)
 	rows, err := e.client.ForecastSummary(ctx(t), e.fx.Model)
@@ -309,17 +310,22 @@ func TestForecastSummaryStillWorks(t *testing.T) {
 		t.Fatalf("%d series, want %d", len(rows), len(e.fx.Forecasts))
 	}
 	for _, r := range rows {
-		var n, scored int64
-		var sum float64
+		var n, scored, based int64
+		var sum, base float64
 		for _, p := range e.fx.Forecasts[r.Series] {
 			n++
 			if !math.IsNaN(p.AbsError) {
 				scored++
 				sum += p.AbsError
 			}
+			if v := math.Abs(p.Actual - p.LastValue); !math.IsNaN(v) {
+				based++
+				base += v
+			}
 		}
-		if r.Forecasts != n || r.Scored != scored || math.Abs(r.MAE-sum/float64(scored)) > 1e-9 {
-			t.Errorf("%+v: want %d forecasts, %d scored, MAE %v", r, n, scored, sum/float64(scored))
+		if r.Forecasts != n || r.Scored != scored || math.Abs(r.MAE-sum/float64(scored)) > 1e-9 ||
+			based == 0 || math.Abs(r.LastValueMAE-base/float64(based)) > 1e-9 {
+			t.Errorf("%+v: want %d forecasts, %d scored, MAE %v, last-value MAE %v", r, n, scored, sum/float64(scored), base/float64(based))
 		}
 	}
 }
@@ -454,8 +460,10 @@ func TestInfluxQLEquivalent(t *testing.T) {
 				continue
 			}
 			for _, v := range r.Values {
-				got = append(got, query.ForecastPoint{Time: time.Unix(0, int64(num(t, v[0]))).UTC(), Predicted: num(t, v[1]),
-					Actual: num(t, v[2]), AbsError: num(t, v[3]), LastValue: num(t, v[4]), LastValueAbsError: num(t, v[5])})
+				p := query.ForecastPoint{Time: time.Unix(0, int64(num(t, v[0]))).UTC(), Predicted: num(t, v[1]),
+					Actual: num(t, v[2]), AbsError: num(t, v[3]), LastValue: num(t, v[4])}
+				p.LastValueAbsError = math.Abs(p.Actual - p.LastValue)
+				got = append(got, p)
 			}
 		}
 		if len(got) != len(want) {

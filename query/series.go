@@ -46,11 +46,13 @@ type Match struct {
 // ForecastPoint is one forecast step of a series. Fields not (yet)
 // written are NaN: actual and the errors arrive once the step's data does.
 type ForecastPoint struct {
-	Time              time.Time
-	Predicted         float64
-	Actual            float64
-	AbsError          float64
-	LastValue         float64
+	Time      time.Time
+	Predicted float64
+	Actual    float64
+	AbsError  float64
+	LastValue float64
+	// LastValueAbsError is the last-value baseline's error,
+	// |actual - last_value|: computed here, not stored.
 	LastValueAbsError float64
 }
 
@@ -283,14 +285,15 @@ func (c *Client) Forecasts(ctx context.Context, series string, from, to time.Tim
 			return err
 		}
 		v := r.Values()
-		out = append(out, ForecastPoint{
-			Time:              r.Time(),
-			Predicted:         floatOrNaN(v["predicted"]),
-			Actual:            floatOrNaN(v["actual"]),
-			AbsError:          floatOrNaN(v["abs_error"]),
-			LastValue:         floatOrNaN(v["last_value"]),
-			LastValueAbsError: floatOrNaN(v["last_value_abs_error"]),
-		})
+		p := ForecastPoint{
+			Time:      r.Time(),
+			Predicted: floatOrNaN(v["predicted"]),
+			Actual:    floatOrNaN(v["actual"]),
+			AbsError:  floatOrNaN(v["abs_error"]),
+			LastValue: floatOrNaN(v["last_value"]),
+		}
+		p.LastValueAbsError = math.Abs(p.Actual - p.LastValue) // NaN if either is
+		out = append(out, p)
 		return nil
 	})
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })

@@ -8,9 +8,11 @@
 //
 //	<prefix>forecast   tags: the input series' tags + measurement, field, model
 //	                   at window end + interval: predicted, last_value
-//	                   once that slot arrives:   actual, abs_error, last_value_abs_error
-//	                   (one line with all five when the slot arrives before
-//	                   the forecast is sent, as when catching up: see Encoder)
+//	                   once that slot arrives:   actual, abs_error
+//	                   (one line with all four when the slot arrives before
+//	                   the forecast is sent, as when catching up: see Encoder;
+//	                   the last-value baseline's error is |actual - last_value|,
+//	                   computed when queried rather than stored)
 //	<prefix>embedding  same tags; e0..e{D-1} at the window end
 //	<prefix>imputed    same tags; value at each filled gap
 //	<prefix>train      tags model, topic, partition; step, windows,
@@ -85,7 +87,7 @@ type heldForecast struct {
 	time                 int64
 	predicted, lastValue float64
 	resolved             bool
-	actual, baseline     float64
+	actual               float64
 	scored               float64 // the prediction as the prequential scorer kept it
 }
 
@@ -159,7 +161,7 @@ func (e *Encoder) Bytes() []byte {
 		e.float("predicted", f.predicted)
 		e.float("last_value", f.lastValue)
 		if f.resolved {
-			e.resolution(f.actual, f.scored, f.baseline)
+			e.resolution(f.actual, f.scored)
 		}
 		e.end(f.time, "")
 	}
@@ -223,11 +225,11 @@ func (e *Encoder) Encode(r *Result) {
 		}
 		if k, ok := e.fcAt[forecastKey{&tags[0], rs.Time}]; ok {
 			f := &e.fc[k]
-			f.resolved, f.actual, f.scored, f.baseline = true, rs.Actual, rs.Predicted, rs.Baseline
+			f.resolved, f.actual, f.scored = true, rs.Actual, rs.Predicted
 			continue
 		}
 		e.start(e.meas[0], tags)
-		e.resolution(rs.Actual, rs.Predicted, rs.Baseline)
+		e.resolution(rs.Actual, rs.Predicted)
 		e.end(rs.Time, key)
 	}
 	e.enc.SetLax(false) // topic, partition and model are not checked beforehand
@@ -272,10 +274,9 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
 // resolution adds the fields of a forecast whose slot has arrived.
-func (e *Encoder) resolution(actual, predicted, baseline float64) {
+func (e *Encoder) resolution(actual, predicted float64) {
 	e.float("actual", actual)
 	e.float("abs_error", math.Abs(actual-predicted))
-	e.float("last_value_abs_error", math.Abs(actual-baseline)) // NaN (skipped) without a baseline
 }
 
 // trainTags returns the sorted tags of r's train points.

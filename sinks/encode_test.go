@@ -51,7 +51,7 @@ func TestEncodeSchema(t *testing.T) {
 	// Forecast lines are held back to the end of the text.
 	want := `tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x e0=0.25,e1=-1 3000000000
 tsrep_imputed,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x value=1.5 1000000000
-tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x actual=2,abs_error=0.5,last_value_abs_error=2 2000000000
+tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x actual=2,abs_error=0.5 2000000000
 tsrep_train,model=ssl,partition=3,topic=metrics step=7i,windows=64i,loss_forecast=0.5,loss_contrast=2 3000000000
 tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x predicted=3.5,last_value=3 4000000000
 `
@@ -81,7 +81,7 @@ func TestEncodeMergesResolvedForecasts(t *testing.T) {
 	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
 		Resolved: []models.Resolved{{Row: 0, Time: 4e9, Predicted: 3.5, Baseline: 3, Actual: 4}}})
 	got := string(e.Take(nil))
-	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl predicted=3.5,last_value=3,actual=4,abs_error=0.5,last_value_abs_error=1 4000000000
+	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl predicted=3.5,last_value=3,actual=4,abs_error=0.5 4000000000
 tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl predicted=7,last_value=3 4000000000
 `
 	if got != want {
@@ -90,7 +90,7 @@ tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl predicted=7,last_val
 	// Row 1's resolved after the take: a line of its own.
 	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
 		Resolved: []models.Resolved{{Row: 1, Time: 4e9, Predicted: 7, Baseline: 3, Actual: 4}}})
-	want = "tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl actual=4,abs_error=3,last_value_abs_error=1 4000000000\n"
+	want = "tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl actual=4,abs_error=3 4000000000\n"
 	if got := string(e.Bytes()); got != want || e.Lines() != 1 {
 		t.Fatalf("lines %d, got\n%s\nwant\n%s", e.Lines(), got, want)
 	}

@@ -307,7 +307,7 @@ func TestQueryExplain(t *testing.T) {
 		`r.host == "a b"`,
 		`pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`,
 		`-- InfluxQL`,
-		`SELECT "predicted", "actual", "abs_error", "last_value", "last_value_abs_error" FROM "tsrep_forecast" WHERE`,
+		`SELECT "predicted", "actual", "abs_error", "last_value" FROM "tsrep_forecast" WHERE`,
 		`"host" = 'a b'`,
 	} {
 		if !strings.Contains(out, w) {

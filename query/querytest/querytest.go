@@ -193,7 +193,6 @@ func (f *Fixture) LineProtocol() ([]byte, error) {
 					_ = start(sinks.MeasForecast, s, model)
 					float("actual", p.Actual)
 					float("abs_error", p.AbsError)
-					float("last_value_abs_error", p.LastValueAbsError)
 					enc.EndLine(p.Time)
 				}
 			}
