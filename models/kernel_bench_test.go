@@ -146,3 +146,35 @@ func BenchmarkTanh(b *testing.B) {
 }
 
 var tanhSink float64
+
+// BenchmarkEncoderForward compares the encoder's full forward pass with
+// the prediction pass that uses the observed flags being ones (window 64,
+// hidden 32, dim 32, a block of 128 windows without gaps).
+func BenchmarkEncoderForward(b *testing.B) {
+	const lc, hid, out, n = 63, 32, 32, 128
+	in := 2*lc + 1
+	r := rand.New(rand.NewPCG(1, 1))
+	p, g := randSlice(r, blockParams(in, hid, out), 0.1), make([]float64, blockParams(in, hid, out))
+	var bl block
+	bl.in, bl.hid, bl.out = in, hid, out
+	bl.bind(p, g, 0)
+	xs := randSlice(r, in*n, 1)
+	x := newMat(in, n, xs)
+	for k := lc; k < 2*lc; k++ {
+		for j := 0; j < n; j++ {
+			x.d[k*n+j] = 1
+		}
+	}
+	y := newMat(out, n, make([]float64, out*n))
+	var act blockAct
+	b.Run("full", func(b *testing.B) {
+		for b.Loop() {
+			bl.forward(x, y, &act)
+		}
+	})
+	b.Run("masked", func(b *testing.B) {
+		for b.Loop() {
+			bl.forwardMasked(x, y, &act, lc)
+		}
+	})
+}

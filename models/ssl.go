@@ -645,7 +645,7 @@ func (l *SSL) predict(b *Batch, from, to int) {
 	}
 	Z := newMat(D+in, TB, w.pz).cols(c0, nc)
 	E := Z.rows(0, D)
-	l.enc.forward(Z.rows(D, in), E, &w.enc)
+	l.enc.forwardMasked(Z.rows(D, in), E, &w.enc, lc)
 	for i := from; i < to; i++ {
 		col := w.pcol + i - from
 		emb := l.out.Embedding[i*D : (i+1)*D]

@@ -250,6 +250,46 @@ type blockAct struct {
 
 // forward computes the outputs for the columns of x (in×n) into y (out×n).
 func (b *block) forward(x, y matrix, act *blockAct) {
+	P := b.start(x, y, act)
+	gemm(false, false, 1, b.W(), x, 0, P)
+	b.finish(P, y, act)
+}
+
+// forwardMasked is forward for an input laid out as the encoder's is (see
+// fillInput): lc values, then lc observed flags (1 or 0), then one level.
+// The flags are mostly ones, so W·x is computed as W_values·values +
+// W_level·level + the row sums of W_flags, less W_flags' column k for each
+// column whose slot k is a gap: half the multiply-adds of the full product
+// for the windows' predictions. (Training keeps the full product: its
+// views hide up to half of each window.)
+func (b *block) forwardMasked(x, y matrix, act *blockAct, lc int) {
+	if b.in != 2*lc+1 {
+		panic("ssl: forwardMasked on a block that is not the encoder")
+	}
+	P := b.start(x, y, act)
+	W := b.W()
+	gemm(false, false, 1, W.cols(0, lc), x.rows(0, lc), 0, P)
+	level := x.row(2 * lc)
+	for i := 0; i < P.r; i++ {
+		wi, pi := W.row(i), P.row(i)
+		floats.AddScaled(pi, wi[2*lc], level)
+		floats.AddConst(floats.Sum(wi[lc:2*lc]), pi)
+	}
+	for k := 0; k < lc; k++ {
+		for j, m := range x.row(lc + k) {
+			if m != 1 {
+				for i := 0; i < P.r; i++ {
+					P.d[i*P.s+j] -= (1 - m) * W.d[i*W.s+lc+k]
+				}
+			}
+		}
+	}
+	b.finish(P, y, act)
+}
+
+// start checks the shapes and sizes act for the columns of x; it returns
+// the (out+hid)×n matrix the caller fills with W·x.
+func (b *block) start(x, y matrix, act *blockAct) matrix {
 	n, w := x.c, b.out+b.hid
 	if x.r != b.in || y.r != b.out || y.c != n {
 		panic("ssl: block shape mismatch")
@@ -258,8 +298,13 @@ func (b *block) forward(x, y matrix, act *blockAct) {
 	act.p = grow(act.p, w*n)
 	act.a = grow(act.a, b.hid*n)
 	act.t = grow(act.t, b.hid*n)
-	P := newMat(w, n, act.p)
-	gemm(false, false, 1, b.W(), x, 0, P)
+	return newMat(w, n, act.p)
+}
+
+// finish completes a forward pass from P = W·x: the hidden layer's bias
+// and GELU, then y = Ws·x + W2·gelu(·) + b2.
+func (b *block) finish(P, y matrix, act *blockAct) {
+	n := P.c
 	for h := 0; h < b.hid; h++ {
 		pre := P.row(b.out + h)
 		floats.AddConst(b.b1[h], pre)
