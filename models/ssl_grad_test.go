@@ -188,6 +188,11 @@ func TestInfoNCEShifts(t *testing.T) {
 	c.loss(newMat(dim, 2*n, randSlice(r, dim*2*n, 1)), tau, 1, matrix{}) // fills c.s
 	m := 2 * n
 	S := newMat(m, m, c.s)
+	for i := 0; i < m; i++ { // loss fills the upper triangle, all that symmetric reads
+		for k := 0; k < i; k++ {
+			S.d[i*m+k] = S.d[k*m+i]
+		}
+	}
 	c.ds = grow(c.ds, m*m)
 	c.z = grow(c.z, m)
 	a := c.symmetric(S, n, tau, true)

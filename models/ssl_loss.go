@@ -182,15 +182,24 @@ func (c *infoNCE) loss(e matrix, tau, weight float64, grad matrix) float64 {
 	// s = uᵀ·u/τ
 	c.s = grow(c.s, m*m)
 	S := newMat(m, m, c.s)
-	gemm(true, false, 1/tau, U, U, 0, S)
 	// ds is the gradient of the mean loss with respect to s, made
 	// symmetric: g(i,k) = ds(i,k) + ds(k,i), since s(i,k) = s(k,i).
 	c.ds = grow(c.ds, m*m)
 	c.z = grow(c.z, m)
 	var total float64
 	if 2/tau <= expSafe {
+		// symmetric reads only the upper triangle; with one Gemv per row
+		// (see gemm) each entry is computed as in the full product.
+		if perRowGemv {
+			for i := 0; i < m-1; i++ {
+				gemm(true, false, 1/tau, U.cols(i, 1), U.cols(i+1, m-i-1), 0, S.rows(i, 1).cols(i+1, m-i-1))
+			}
+		} else {
+			gemm(true, false, 1/tau, U, U, 0, S)
+		}
 		total = c.symmetric(S, n, tau, grad.c > 0)
 	} else {
+		gemm(true, false, 1/tau, U, U, 0, S)
 		total = c.perRow(S, n, grad.c > 0)
 	}
 	if grad.c > 0 {

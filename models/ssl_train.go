@@ -246,7 +246,11 @@ func (l *SSL) lossAndGrad(grad bool) sslLosses {
 // step's network passes, forward and backward.
 func (l *SSL) stepFlops() float64 {
 	B, D := l.cfg.TrainBatch, l.cfg.Dim
-	fwd := l.enc.flops(3*B) + l.fh.flops(B) + l.ih.flops(2*B) + 2*float64(4*B*B*D)
+	sims := 2 * float64(4*B*B*D) // the 2B×2B similarities
+	if perRowGemv {
+		sims = 2 * float64(2*B*(2*B-1)/2*D) // their upper triangle only (see infoNCE.loss)
+	}
+	fwd := l.enc.flops(3*B) + l.fh.flops(B) + l.ih.flops(2*B) + sims
 	bwd := l.enc.backwardFlops(3*B, 0) + l.fh.backwardFlops(B, D) + l.ih.backwardFlops(2*B, D) + 2*float64(4*B*B*D)
 	return fwd + bwd
 }
