@@ -11,11 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/testenv"
@@ -32,30 +29,11 @@ type env struct {
 	client *query.Client
 }
 
-var (
-	shared     env
-	sharedOnce sync.Once
-	sharedErr  error
-)
-
-// setup writes the fixture once into a fresh database; the tests only read.
+// setup returns the fixture, written once into a fresh database; the tests
+// only read.
 func setup(t *testing.T) env {
-	t.Helper()
-	sharedOnce.Do(func() {
-		in := testenv.StartInflux(t)
-		fx := querytest.New()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if sharedErr = fx.Write(ctx, in.URL, in.Database); sharedErr != nil {
-			return
-		}
-		c := influxdb2.NewClient(in.URL, "")
-		shared = env{fx: fx, in: in, client: query.New(c.QueryAPI(""), in.Database, fx.Prefix)}
-	})
-	if sharedErr != nil {
-		t.Fatal(sharedErr)
-	}
-	return shared
+	s := querytest.Shared(t)
+	return env{fx: s.Fixture, in: s.Influx, client: s.Client}
 }
 
 func ctx(t *testing.T) context.Context { return testenv.Context(t, time.Minute) }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -12,11 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/tsrep/tsrep/internal/testenv"
@@ -33,31 +30,12 @@ type cliEnv struct {
 	config string // written per test
 }
 
-var (
-	cli     cliEnv
-	cliOnce sync.Once
-	cliErr  error
-)
-
-// cliSetup writes the fixture once, and a config file pointing at it for
-// each test.
+// cliSetup returns the fixture, written once, and a config file pointing
+// at it written for each test.
 func cliSetup(t *testing.T) cliEnv {
 	t.Helper()
-	cliOnce.Do(func() {
-		in := testenv.StartInflux(t)
-		fx := querytest.New()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if cliErr = fx.Write(ctx, in.URL, in.Database); cliErr != nil {
-			return
-		}
-		c := influxdb2.NewClient(in.URL, "")
-		cli = cliEnv{fx: fx, in: in, client: query.New(c.QueryAPI(""), in.Database, fx.Prefix)}
-	})
-	if cliErr != nil {
-		t.Fatal(cliErr)
-	}
-	e := cli
+	s := querytest.Shared(t)
+	e := cliEnv{fx: s.Fixture, in: s.Influx, client: s.Client}
 	e.config = filepath.Join(t.TempDir(), "config.toml")
 	text := fmt.Sprintf("[influx]\nurl = %q\nbucket = %q\nmeasurement_prefix = %q\n\n[model]\nname = %q\n", e.in.URL, e.in.Database, e.fx.Prefix, e.fx.Model)
 	if err := os.WriteFile(e.config, []byte(text), 0o644); err != nil {
