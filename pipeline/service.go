@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,11 +65,7 @@ func DropBucket(ctx context.Context, c config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer s.Close()
-	err = s.DropBucket(ctx)
-	if err != nil && strings.Contains(err.Error(), "not found") { // 2.x: no such bucket
-		return nil
-	}
-	return err
+	return s.DropBucket(ctx)
 }
 
 // RunService connects the sink and the dead-letter writer, then runs the

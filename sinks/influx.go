@@ -144,7 +144,8 @@ func (s *Influx) ensureBucket(ctx context.Context) error {
 }
 
 // DropBucket deletes the database (1.8) or bucket (2.x) and everything in
-// it (for benchmarks and tests that must start from an empty one).
+// it, if it exists (for the demo, benchmarks and tests, which must start
+// from an empty one).
 func (s *Influx) DropBucket(ctx context.Context) error {
 	if s.v1 {
 		db, _, _ := strings.Cut(s.cfg.Bucket, "/")
@@ -168,6 +169,10 @@ func (s *Influx) DropBucket(ctx context.Context) error {
 	}
 	b := s.client.BucketsAPI()
 	bucket, err := b.FindBucketByName(ctx, s.cfg.Bucket)
+	var herr *http2.Error
+	if errors.As(err, &herr) && herr.StatusCode == http.StatusNotFound || err != nil && strings.Contains(err.Error(), "not found") {
+		return nil // nothing to drop
+	}
 	if err != nil {
 		return err
 	}
