@@ -43,20 +43,23 @@ type SeriesForecast struct {
 }
 
 // ForecastSummaryFlux is the Flux of ForecastSummary: the default grouping
-// of from() is one table per series and field, so count() and mean() give
-// per-series figures. The last-value baseline's error is computed from
-// actual and last_value, which share a point once the step arrived.
+// of from() is one table per series and field, so count() gives the
+// per-series forecasts; pivoted by time, a step's predicted, last_value and
+// actual share a row once the step arrived, and the two errors are
+// computed from them.
 func ForecastSummaryFlux(bucket, measurement, model string) string {
 	return fmt.Sprintf(`import "math"
 data = from(bucket: %s)
   |> range(start: 0)
   |> filter(fn: (r) => r._measurement == %s and r.model == %s)
 data |> filter(fn: (r) => r._field == "predicted") |> count() |> yield(name: "count")
-data |> filter(fn: (r) => r._field == "abs_error") |> mean() |> yield(name: "mean")
-data |> filter(fn: (r) => r._field == "abs_error") |> count() |> yield(name: "scored")
-data |> filter(fn: (r) => r._field == "actual" or r._field == "last_value")
+scored = data
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> filter(fn: (r) => exists r.actual and exists r.last_value)
+  |> filter(fn: (r) => exists r.actual and exists r.predicted and exists r.last_value)
+err = scored |> map(fn: (r) => ({r with _value: math.abs(x: r.actual - r.predicted)}))
+err |> mean() |> yield(name: "mean")
+err |> count() |> yield(name: "scored")
+scored
   |> map(fn: (r) => ({r with _value: math.abs(x: r.actual - r.last_value)}))
   |> mean() |> yield(name: "baseline")`, fluxString(bucket), fluxString(measurement), fluxString(model))
 }

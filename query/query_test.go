@@ -439,8 +439,7 @@ func TestInfluxQLEquivalent(t *testing.T) {
 			}
 			for _, v := range r.Values {
 				p := query.ForecastPoint{Time: time.Unix(0, int64(num(t, v[0]))).UTC(), Predicted: num(t, v[1]),
-					Actual: num(t, v[2]), AbsError: num(t, v[3]), LastValue: num(t, v[4])}
-				p.LastValueAbsError = math.Abs(p.Actual - p.LastValue)
+					Actual: num(t, v[2]), AbsError: num(t, v[3]), LastValue: num(t, v[4]), LastValueAbsError: num(t, v[5])}
 				got = append(got, p)
 			}
 		}

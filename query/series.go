@@ -49,10 +49,11 @@ type ForecastPoint struct {
 	Time      time.Time
 	Predicted float64
 	Actual    float64
-	AbsError  float64
-	LastValue float64
-	// LastValueAbsError is the last-value baseline's error,
-	// |actual - last_value|: computed here, not stored.
+	// AbsError is the forecast's error, |actual - predicted|, and
+	// LastValueAbsError the last-value baseline's, |actual - last_value|:
+	// both computed here from what tsrep stores.
+	AbsError          float64
+	LastValue         float64
 	LastValueAbsError float64
 }
 
@@ -289,10 +290,10 @@ func (c *Client) Forecasts(ctx context.Context, series string, from, to time.Tim
 			Time:      r.Time(),
 			Predicted: floatOrNaN(v["predicted"]),
 			Actual:    floatOrNaN(v["actual"]),
-			AbsError:  floatOrNaN(v["abs_error"]),
 			LastValue: floatOrNaN(v["last_value"]),
 		}
-		p.LastValueAbsError = math.Abs(p.Actual - p.LastValue) // NaN if either is
+		p.AbsError = math.Abs(p.Actual - p.Predicted) // NaN if either is
+		p.LastValueAbsError = math.Abs(p.Actual - p.LastValue)
 		out = append(out, p)
 		return nil
 	})

@@ -281,15 +281,15 @@ func SimilarInfluxQL(measurement string, at time.Time, model string) string {
 }
 
 // ForecastsFlux is the Flux of Forecasts: one series' forecast points in
-// [from, to) with predicted, actual, abs_error and last_value pivoted into
-// columns (null where not written yet).
+// [from, to) with predicted, actual and last_value pivoted into columns
+// (null where not written yet); Forecasts computes the errors.
 func ForecastsFlux(bucket, measurement, series string, from, to time.Time, model string) (string, error) {
 	return seriesRangeFlux(bucket, measurement, series, from, to, model)
 }
 
 // ForecastsInfluxQL is the InfluxQL of Forecasts.
 func ForecastsInfluxQL(measurement, series string, from, to time.Time, model string) (string, error) {
-	return seriesRangeInfluxQL(`"predicted", "actual", "abs_error", "last_value"`, measurement, series, from, to, model)
+	return seriesRangeInfluxQL(`"predicted", "actual", abs("actual" - "predicted") AS "abs_error", "last_value", abs("actual" - "last_value") AS "last_value_abs_error"`, measurement, series, from, to, model)
 }
 
 // ImputedFlux is the Flux of Imputed: the values filled into one series'

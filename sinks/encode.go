@@ -8,11 +8,12 @@
 //
 //	<prefix>forecast   tags: the input series' tags + measurement, field, model
 //	                   at window end + interval: predicted, last_value
-//	                   once that slot arrives:   actual, abs_error
-//	                   (one line with all four when the slot arrives before
+//	                   once that slot arrives:   actual
+//	                   (one line with all three when the slot arrives before
 //	                   the forecast is sent, as when catching up: see Encoder;
-//	                   the last-value baseline's error is |actual - last_value|,
-//	                   computed when queried rather than stored)
+//	                   the errors, |actual - predicted| and the last-value
+//	                   baseline's |actual - last_value|, are computed when
+//	                   queried rather than stored)
 //	<prefix>embedding  same tags; e0..e{D-1} at the window end
 //	<prefix>imputed    same tags; value at each filled gap
 //	<prefix>train      tags model, topic, partition; step, windows,
@@ -23,6 +24,7 @@
 package sinks
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -56,7 +58,10 @@ const (
 )
 
 // Encoder turns Results into line protocol. It caches each series' output
-// tag set, bounded like the series themselves. Not safe for concurrent use.
+// tags and the heads of its lines (measurement and tags, escaped and checked
+// by the line-protocol library once per series), bounded like the series
+// themselves; a line is then its head, its fields and its timestamp. Not
+// safe for concurrent use.
 //
 // Forecast lines are held back until the text is taken (Take, Bytes), so
 // that a forecast whose slot arrives within the same request, as happens
@@ -66,9 +71,10 @@ const (
 type Encoder struct {
 	prefix     string
 	meas       [4]string
-	enc        lineprotocol.Encoder
-	check      lineprotocol.Encoder // validates a new series' tags
-	tags       *lru.Map[[]ingest.KV]
+	buf        []byte
+	enc        lineprotocol.Encoder // the train lines, into buf
+	check      lineprotocol.Encoder // builds and checks a new series' heads
+	series     *lru.Map[*seriesOut]
 	extra      []ingest.KV
 	train      []ingest.KV // tags of the train measurement, sorted
 	trainModel string
@@ -77,26 +83,34 @@ type Encoder struct {
 	errs       []EncodeError
 	fc         []heldForecast
 	fcAt       map[forecastKey]int32 // index into fc
-	lax        bool                  // per-series lines skip the library's checks
+	lineStart  int                   // of the line being written
+	nfields    int                   // fields written on it
+}
+
+// seriesOut is what the encoder keeps of a series: its output tags and the
+// head of each of its lines ("<measurement>,<tags> ") for the forecast,
+// embedding and imputed measurements.
+type seriesOut struct {
+	tags []ingest.KV
+	head [3][]byte
 }
 
 // heldForecast is a forecast line not yet written, with its resolution if
 // the slot has arrived since.
 type heldForecast struct {
-	tags                 []ingest.KV
+	s                    *seriesOut
 	time                 int64
 	predicted, lastValue float64
 	resolved             bool
 	actual               float64
-	scored               float64 // the prediction as the prequential scorer kept it
 }
 
 // forecastKey identifies a held forecast: its series, by the identity of
-// the series' cached tag set, and its time. A series evicted from the tag
-// cache and seen again gets a new tag set; its resolution is then written
-// as a line of its own, which InfluxDB merges into the same point.
+// the series' cache entry, and its time. A series evicted from the cache
+// and seen again gets a new entry; its resolution is then written as a
+// line of its own, which InfluxDB merges into the same point.
 type forecastKey struct {
-	tags *ingest.KV
+	s    *seriesOut
 	time int64
 }
 
@@ -107,26 +121,18 @@ type EncodeError struct {
 	Err    error
 }
 
+// errNoFields is a per-series line none of whose values line protocol can
+// carry (NaN, ±Inf); the line is left out.
+var errNoFields = errors.New("no finite field value")
+
 // NewEncoder returns an encoder whose measurements start with prefix and
 // whose points all carry the extra tags (e.g. a replay's run tag).
 func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
-	e := &Encoder{prefix: prefix, tags: lru.New[[]ingest.KV](maxSeries), extra: extra}
+	e := &Encoder{prefix: prefix, series: lru.New[*seriesOut](maxSeries), extra: extra}
 	for i, m := range []string{MeasForecast, MeasEmbedding, MeasImputed, MeasTrain} {
 		e.meas[i] = prefix + m
 	}
 	e.enc.SetPrecision(lineprotocol.Nanosecond)
-	// A series' tags are checked once, when its tag set is cached (see
-	// seriesTags), and the measurement names and field keys here: the
-	// per-series lines can then skip the library's per-line checks, a
-	// fifth of the encoding time. Train lines keep them (see Encode).
-	e.check.StartLine(e.meas[0])
-	for i, m := range e.meas[1:] {
-		e.check.AddTag("m"+strconv.Itoa(i), m) // the other names, checked as tag values (the same rules)
-	}
-	e.check.AddField("f", lineprotocol.IntValue(0))
-	e.check.EndLine(time.Unix(0, 0))
-	e.lax = e.check.Err() == nil
-	e.enc.SetLax(e.lax)
 	e.fcAt = make(map[forecastKey]int32)
 	return e
 }
@@ -134,7 +140,7 @@ func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
 // Reset empties the output buffer, held forecasts included, keeping its
 // storage.
 func (e *Encoder) Reset() {
-	e.enc.Reset()
+	e.buf = e.buf[:0]
 	e.lines = 0
 	e.errs = e.errs[:0]
 	e.fc = e.fc[:0]
@@ -146,7 +152,7 @@ func (e *Encoder) Reset() {
 // goes on.
 func (e *Encoder) Take(next []byte) []byte {
 	b := e.Bytes()
-	e.enc.SetBuffer(next[:0])
+	e.buf = next[:0]
 	e.lines = 0
 	e.errs = e.errs[:0]
 	return b
@@ -157,17 +163,17 @@ func (e *Encoder) Take(next []byte) []byte {
 func (e *Encoder) Bytes() []byte {
 	for i := range e.fc {
 		f := &e.fc[i]
-		e.start(e.meas[0], f.tags)
-		e.float("predicted", f.predicted)
-		e.float("last_value", f.lastValue)
+		e.startLine(f.s.head[0])
+		e.field("predicted", f.predicted)
+		e.field("last_value", f.lastValue)
 		if f.resolved {
-			e.resolution(f.actual, f.scored)
+			e.field("actual", f.actual)
 		}
-		e.end(f.time, "")
+		e.endLine(f.time, "")
 	}
 	e.fc = e.fc[:0]
 	clear(e.fcAt)
-	return e.enc.Bytes()
+	return e.buf
 }
 
 // Lines is the number of lines encoded since the last Reset or Take, held
@@ -182,7 +188,7 @@ func (e *Encoder) Encode(r *Result) {
 	b, out := r.Batch, r.Out
 	for i := 0; i < out.Rows; i++ {
 		key := b.Key(i)
-		tags, err := e.seriesTags(key, r.Model)
+		s, err := e.seriesOf(key, r.Model)
 		if err != nil {
 			e.errs = append(e.errs, EncodeError{Series: key, Err: err})
 			continue
@@ -190,20 +196,20 @@ func (e *Encoder) Encode(r *Result) {
 		end := int64(b.End[i])
 		if f := out.Forecast[i]; !math.IsNaN(f) {
 			t := end + int64(b.Interval[i])
-			e.fcAt[forecastKey{&tags[0], t}] = int32(len(e.fc))
-			e.fc = append(e.fc, heldForecast{tags: tags, time: t, predicted: f, lastValue: b.LastObserved(i)})
+			e.fcAt[forecastKey{s, t}] = int32(len(e.fc))
+			e.fc = append(e.fc, heldForecast{s: s, time: t, predicted: f, lastValue: b.LastObserved(i)})
 		}
 		if out.Dim > 0 && out.EmitEmbedding[i] {
-			e.start(e.meas[1], tags)
+			e.startLine(s.head[1])
 			emb := out.Embedding[i*out.Dim : (i+1)*out.Dim]
 			scale := embeddingScale(emb)
 			for j, v := range emb {
 				if scale > 0 {
 					v = math.Round(v*scale) / scale
 				}
-				e.float(e.embField(j), v)
+				e.field(e.embField(j), v)
 			}
-			e.end(end, key)
+			e.endLine(end, key)
 		}
 		if out.Imputed != nil {
 			imp := out.Imputed[i*out.Length : (i+1)*out.Length]
@@ -211,38 +217,94 @@ func (e *Encoder) Encode(r *Result) {
 				if math.IsNaN(v) {
 					continue
 				}
-				e.start(e.meas[2], tags)
-				e.float("value", v)
-				e.end(b.SlotTime(i, j), key)
+				e.startLine(s.head[2])
+				e.field("value", v)
+				e.endLine(b.SlotTime(i, j), key)
 			}
 		}
 	}
 	for _, rs := range r.Resolved {
 		key := b.Key(rs.Row)
-		tags, err := e.seriesTags(key, r.Model)
+		s, err := e.seriesOf(key, r.Model)
 		if err != nil {
 			continue // already reported for the row
 		}
-		if k, ok := e.fcAt[forecastKey{&tags[0], rs.Time}]; ok {
+		if k, ok := e.fcAt[forecastKey{s, rs.Time}]; ok {
 			f := &e.fc[k]
-			f.resolved, f.actual, f.scored = true, rs.Actual, rs.Predicted
+			f.resolved, f.actual = true, rs.Actual
 			continue
 		}
-		e.start(e.meas[0], tags)
-		e.resolution(rs.Actual, rs.Predicted)
-		e.end(rs.Time, key)
+		e.startLine(s.head[0])
+		e.field("actual", rs.Actual)
+		e.endLine(rs.Time, key)
 	}
-	e.enc.SetLax(false) // topic, partition and model are not checked beforehand
-	defer e.enc.SetLax(e.lax)
+	if len(out.Train) == 0 {
+		return
+	}
+	// Train lines go through the library's checks: their topic and model
+	// are not checked beforehand.
+	e.enc.SetBuffer(e.buf)
 	for _, st := range out.Train {
-		e.start(e.meas[3], e.trainTags(r))
+		e.enc.StartLine(e.meas[3])
+		for _, t := range e.trainTags(r) {
+			e.enc.AddTag(t.Key, t.Value)
+		}
 		e.enc.AddField("step", lineprotocol.IntValue(int64(st.Step))) // 1.8 has no unsigned fields
 		e.enc.AddField("windows", lineprotocol.IntValue(int64(st.Windows)))
-		e.float("loss_forecast", st.LossForecast)
-		e.float("loss_impute", st.LossImpute)
-		e.float("loss_contrast", st.LossContrast)
-		e.end(st.Time, "train")
+		for _, f := range []struct {
+			k string
+			v float64
+		}{{"loss_forecast", st.LossForecast}, {"loss_impute", st.LossImpute}, {"loss_contrast", st.LossContrast}} {
+			if fv, ok := lineprotocol.FloatValue(f.v); ok {
+				e.enc.AddField(f.k, fv)
+			}
+		}
+		e.enc.EndLine(time.Unix(0, st.Time))
+		if err := e.enc.Err(); err != nil {
+			e.errs = append(e.errs, EncodeError{Series: "train", Err: err})
+			e.enc.ClearErr()
+			continue
+		}
+		e.lines++
 	}
+	e.buf = e.enc.Bytes()
+}
+
+// startLine begins a per-series line with its head.
+func (e *Encoder) startLine(head []byte) {
+	e.lineStart, e.nfields = len(e.buf), 0
+	e.buf = append(e.buf, head...)
+}
+
+// field adds a float field, skipping NaN and ±Inf (line protocol has
+// neither). Keys are the encoder's own, which need no escaping; values are
+// formatted as the line-protocol library does (the shortest text that
+// parses back to the same float64).
+func (e *Encoder) field(k string, v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	if e.nfields > 0 {
+		e.buf = append(e.buf, ',')
+	}
+	e.nfields++
+	e.buf = append(e.buf, k...)
+	e.buf = append(e.buf, '=')
+	e.buf = strconv.AppendFloat(e.buf, v, 'g', -1, 64)
+}
+
+// endLine ends a per-series line with its timestamp (nanoseconds), or
+// takes it back if it has no field.
+func (e *Encoder) endLine(t int64, series string) {
+	if e.nfields == 0 {
+		e.buf = e.buf[:e.lineStart]
+		e.errs = append(e.errs, EncodeError{Series: series, Err: errNoFields})
+		return
+	}
+	e.buf = append(e.buf, ' ')
+	e.buf = strconv.AppendInt(e.buf, t, 10)
+	e.buf = append(e.buf, '\n')
+	e.lines++
 }
 
 // EmbeddingDigits is the number of significant digits an embedding's
@@ -273,12 +335,6 @@ func embeddingScale(emb []float64) float64 {
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
 	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
-// resolution adds the fields of a forecast whose slot has arrived.
-func (e *Encoder) resolution(actual, predicted float64) {
-	e.float("actual", actual)
-	e.float("abs_error", math.Abs(actual-predicted))
-}
-
 // trainTags returns the sorted tags of r's train points.
 func (e *Encoder) trainTags(r *Result) []ingest.KV {
 	part := strconv.Itoa(r.Partition)
@@ -299,32 +355,6 @@ func (e *Encoder) trainTags(r *Result) []ingest.KV {
 	return e.train
 }
 
-func (e *Encoder) start(meas string, tags []ingest.KV) { e.start2(&e.enc, meas, tags) }
-
-func (e *Encoder) start2(enc *lineprotocol.Encoder, meas string, tags []ingest.KV) {
-	enc.StartLine(meas)
-	for _, t := range tags {
-		enc.AddTag(t.Key, t.Value)
-	}
-}
-
-// float adds a field, skipping NaN (line protocol has no NaN).
-func (e *Encoder) float(k string, v float64) {
-	if fv, ok := lineprotocol.FloatValue(v); ok {
-		e.enc.AddField(k, fv)
-	}
-}
-
-func (e *Encoder) end(t int64, series string) {
-	e.enc.EndLine(time.Unix(0, t))
-	if err := e.enc.Err(); err != nil {
-		e.errs = append(e.errs, EncodeError{Series: series, Err: err})
-		e.enc.ClearErr()
-		return
-	}
-	e.lines++
-}
-
 func (e *Encoder) embField(j int) string {
 	for len(e.fields) <= j {
 		e.fields = append(e.fields, "e"+strconv.Itoa(len(e.fields)))
@@ -332,27 +362,37 @@ func (e *Encoder) embField(j int) string {
 	return e.fields[j]
 }
 
-// seriesTags returns the sorted output tags of a series key.
-func (e *Encoder) seriesTags(key, model string) ([]ingest.KV, error) {
-	if t, ok := e.tags.GetString(key); ok {
-		return t, nil
+// seriesOf returns what the encoder keeps of a series key, making and
+// checking its tags and line heads the first time.
+func (e *Encoder) seriesOf(key, model string) (*seriesOut, error) {
+	if s, ok := e.series.GetString(key); ok {
+		return s, nil
 	}
 	id, err := ingest.ParseSeriesKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("series %q: %w", key, err)
 	}
-	tags := OutputTags(id, model, e.extra...)
-	// Check the tags once here, so that a held forecast line cannot fail
-	// when it is written, away from the result it came from.
-	e.check.Reset()
-	e.start2(&e.check, "m", tags)
-	e.check.AddField("f", lineprotocol.IntValue(0))
-	e.check.EndLine(time.Unix(0, 0))
-	if err := e.check.Err(); err != nil {
-		return nil, fmt.Errorf("series %q: %w", key, err)
+	s := &seriesOut{tags: OutputTags(id, model, e.extra...)}
+	for m := range s.head {
+		// The library escapes the head and checks the measurement name, the
+		// tag keys and values and their order, here once for all the
+		// series' lines; so a held forecast line cannot fail when it is
+		// written, away from the result it came from.
+		e.check.Reset()
+		e.check.StartLine(e.meas[m])
+		for _, t := range s.tags {
+			e.check.AddTag(t.Key, t.Value)
+		}
+		head := append(slices.Clone(e.check.Bytes()), ' ')
+		e.check.AddField("f", lineprotocol.IntValue(0))
+		e.check.EndLine(time.Unix(0, 0))
+		if err := e.check.Err(); err != nil {
+			return nil, fmt.Errorf("series %q: %w", key, err)
+		}
+		s.head[m] = head
 	}
-	e.tags.Put(strings.Clone(key), tags)
-	return tags, nil
+	e.series.Put(strings.Clone(key), s)
+	return s, nil
 }
 
 // OutputTags is the tag set tsrep writes for a series, sorted by key.

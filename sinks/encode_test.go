@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestEncodeSchema(t *testing.T) {
 	// Forecast lines are held back to the end of the text.
 	want := `tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x e0=0.25,e1=-1 3000000000
 tsrep_imputed,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x value=1.5 1000000000
-tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x actual=2,abs_error=0.5 2000000000
+tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x actual=2 2000000000
 tsrep_train,model=ssl,partition=3,topic=metrics step=7i,windows=64i,loss_forecast=0.5,loss_contrast=2 3000000000
 tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl,tag_model=x predicted=3.5,last_value=3 4000000000
 `
@@ -81,7 +82,7 @@ func TestEncodeMergesResolvedForecasts(t *testing.T) {
 	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
 		Resolved: []models.Resolved{{Row: 0, Time: 4e9, Predicted: 3.5, Baseline: 3, Actual: 4}}})
 	got := string(e.Take(nil))
-	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl predicted=3.5,last_value=3,actual=4,abs_error=0.5 4000000000
+	want := `tsrep_forecast,field=usage,host=a,measurement=cpu,model=ssl predicted=3.5,last_value=3,actual=4 4000000000
 tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl predicted=7,last_value=3 4000000000
 `
 	if got != want {
@@ -90,7 +91,7 @@ tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl predicted=7,last_val
 	// Row 1's resolved after the take: a line of its own.
 	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
 		Resolved: []models.Resolved{{Row: 1, Time: 4e9, Predicted: 7, Baseline: 3, Actual: 4}}})
-	want = "tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl actual=4,abs_error=3 4000000000\n"
+	want = "tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl actual=4 4000000000\n"
 	if got := string(e.Bytes()); got != want || e.Lines() != 1 {
 		t.Fatalf("lines %d, got\n%s\nwant\n%s", e.Lines(), got, want)
 	}
@@ -99,7 +100,7 @@ tsrep_forecast,field=usage,host=b,measurement=cpu,model=ssl predicted=7,last_val
 	e.Encode(&Result{Model: "ssl", Batch: &b, Out: &models.Output{Rows: 2, Forecast: []float64{3.5, math.NaN()}}})
 	e.Encode(&Result{Model: "ssl", Batch: &b, Out: none,
 		Resolved: []models.Resolved{{Row: 1, Time: 4e9, Predicted: 7, Baseline: 3, Actual: 4}, {Row: 0, Time: 4e9, Predicted: 3.5, Baseline: 3, Actual: 4}}})
-	if got := string(e.Bytes()); strings.Count(got, "\n") != 3 || !strings.Contains(got, "host=a,measurement=cpu,model=ssl actual=4,") {
+	if got := string(e.Bytes()); strings.Count(got, "\n") != 3 || !strings.Contains(got, "host=a,measurement=cpu,model=ssl actual=4 4000000000") {
 		t.Fatalf("after eviction:\n%s", got)
 	}
 }
@@ -159,17 +160,14 @@ func TestEmbeddingRounding(t *testing.T) {
 	}
 }
 
-// TestEncodeChecksWhatItSkips: the per-series lines skip the library's
-// per-line checks only because tags and measurement names were checked
-// once; a bad measurement prefix or model name is still reported, never
-// written as broken line protocol.
+// TestEncodeChecksWhatItSkips: the per-series lines are written from heads
+// the library built and checked once per series; a bad measurement prefix
+// or model name is still reported, never written as broken line protocol,
+// and so is a line with no value line protocol can carry.
 func TestEncodeChecksWhatItSkips(t *testing.T) {
 	rec, b := batchOf(t, []string{`cpu,host=a#usage`}, 4)
 	defer rec.Release()
 	out := &models.Output{Rows: 1, Forecast: []float64{1}, Train: []models.TrainStep{{Step: 1, Time: 1, Windows: 2}}}
-	if !NewEncoder("tsrep_", 10).lax {
-		t.Fatal("the default measurement names did not pass the check: every line is checked again")
-	}
 	for _, c := range []struct{ prefix, model string }{{"bad\x01", "ssl"}, {"tsrep_", "bad\x01"}} {
 		e := NewEncoder(c.prefix, 10)
 		e.Encode(&Result{Topic: "t", Model: c.model, Batch: &b, Out: out})
@@ -177,5 +175,15 @@ func TestEncodeChecksWhatItSkips(t *testing.T) {
 		if len(e.Errors()) == 0 || strings.Contains(got, "\x01") {
 			t.Errorf("prefix %q model %q: errors %v, text %q", c.prefix, c.model, e.Errors(), got)
 		}
+	}
+	e := NewEncoder("tsrep_", 10)
+	inf := math.Inf(1)
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: &models.Output{Rows: 1, Forecast: []float64{math.NaN()},
+		Dim: 2, Embedding: []float64{inf, math.NaN()}, EmitEmbedding: []bool{true}}})
+	e.Encode(&Result{Model: "ssl", Batch: &b, Out: &models.Output{Rows: 1, Forecast: []float64{math.NaN()},
+		Dim: 2, Embedding: []float64{inf, 0.5}, EmitEmbedding: []bool{true}}})
+	want := "tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl e1=0.5 3000000000\n"
+	if got := string(e.Bytes()); got != want || e.Lines() != 1 || len(e.Errors()) != 1 || !errors.Is(e.Errors()[0].Err, errNoFields) {
+		t.Errorf("non-finite embeddings: lines %d errors %v text %q, want %q", e.Lines(), e.Errors(), got, want)
 	}
 }

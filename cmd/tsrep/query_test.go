@@ -285,7 +285,7 @@ func TestQueryExplain(t *testing.T) {
 		`r.host == "a b"`,
 		`pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`,
 		`-- InfluxQL`,
-		`SELECT "predicted", "actual", "abs_error", "last_value" FROM "tsrep_forecast" WHERE`,
+		`SELECT "predicted", "actual", abs("actual" - "predicted") AS "abs_error", "last_value", abs("actual" - "last_value") AS "last_value_abs_error" FROM "tsrep_forecast" WHERE`,
 		`"host" = 'a b'`,
 	} {
 		if !strings.Contains(out, w) {

@@ -182,7 +182,7 @@ func (f *Fixture) LineProtocol() ([]byte, error) {
 		for model, pts := range map[string][]query.ForecastPoint{f.Model: f.Forecasts[s], f.Other: f.OtherForecasts[s]} {
 			for _, p := range pts {
 				// As the pipeline does: the forecast when it is made, the
-				// actual and errors in a second point once the step arrives.
+				// actual in a second point once the step arrives.
 				if err := start(sinks.MeasForecast, s, model); err != nil {
 					return nil, err
 				}
@@ -192,7 +192,6 @@ func (f *Fixture) LineProtocol() ([]byte, error) {
 				if !math.IsNaN(p.Actual) {
 					_ = start(sinks.MeasForecast, s, model)
 					float("actual", p.Actual)
-					float("abs_error", p.AbsError)
 					enc.EndLine(p.Time)
 				}
 			}
