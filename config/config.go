@@ -156,8 +156,8 @@ type Model struct {
 	WeightForecast float64 `toml:"weight_forecast"`
 	WeightImpute   float64 `toml:"weight_impute"`
 	WeightContrast float64 `toml:"weight_contrast"`
-	// EmbedEvery writes a series' embedding every this many windows (ssl),
-	// so the sink keeps up at high input rates.
+	// EmbedEvery writes a series' embedding every this many windows (ssl):
+	// embeddings are most of what the sink writes.
 	EmbedEvery int `toml:"embed_every"`
 	// TrainEvery learns from every this many windows of a series (ssl);
 	// all windows are still predicted.
@@ -282,7 +282,7 @@ func Default() Config {
 			WeightForecast: 1,
 			WeightImpute:   1,
 			WeightContrast: 0.1,
-			EmbedEvery:     8,
+			EmbedEvery:     16,
 			TrainEvery:     8,
 		},
 		Influx: Influx{
