@@ -58,9 +58,9 @@ const (
 )
 
 // Encoder turns Results into line protocol. It caches each series' output
-// tags and the heads of its lines (measurement and tags, escaped and checked
-// by the line-protocol library once per series), bounded like the series
-// themselves; a line is then its head, its fields and its timestamp. Not
+// tags as line protocol (escaped and checked by the line-protocol library
+// once per series), bounded like the series themselves; a line is then the
+// measurement (escaped once), those tags, its fields and its timestamp. Not
 // safe for concurrent use.
 //
 // Forecast lines are held back until the text is taken (Take, Bytes), so
@@ -71,6 +71,8 @@ const (
 type Encoder struct {
 	prefix     string
 	meas       [4]string
+	measText   [3][]byte // forecast, embedding, imputed: escaped by the library
+	measErr    error     // a measurement name line protocol cannot carry
 	buf        []byte
 	enc        lineprotocol.Encoder // the train lines, into buf
 	check      lineprotocol.Encoder // builds and checks a new series' heads
@@ -87,12 +89,11 @@ type Encoder struct {
 	nfields    int                   // fields written on it
 }
 
-// seriesOut is what the encoder keeps of a series: its output tags and the
-// head of each of its lines ("<measurement>,<tags> ") for the forecast,
-// embedding and imputed measurements.
+// seriesOut is what the encoder keeps of a series: its output tags as they
+// follow the measurement on each of its lines (",k=v,k=v "). It is a struct
+// so that its address can identify the series (see forecastKey).
 type seriesOut struct {
-	tags []ingest.KV
-	head [3][]byte
+	tags []byte
 }
 
 // heldForecast is a forecast line not yet written, with its resolution if
@@ -133,6 +134,16 @@ func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
 		e.meas[i] = prefix + m
 	}
 	e.enc.SetPrecision(lineprotocol.Nanosecond)
+	for m := range e.measText {
+		e.check.Reset()
+		e.check.StartLine(e.meas[m])
+		e.measText[m] = slices.Clone(e.check.Bytes())
+		e.check.AddField("f", lineprotocol.IntValue(0))
+		e.check.EndLine(time.Unix(0, 0))
+		if err := e.check.Err(); err != nil && e.measErr == nil {
+			e.measErr = fmt.Errorf("measurement %q: %w", e.meas[m], err)
+		}
+	}
 	e.fcAt = make(map[forecastKey]int32)
 	return e
 }
@@ -163,7 +174,7 @@ func (e *Encoder) Take(next []byte) []byte {
 func (e *Encoder) Bytes() []byte {
 	for i := range e.fc {
 		f := &e.fc[i]
-		e.startLine(f.s.head[0])
+		e.startLine(0, f.s)
 		e.field("predicted", f.predicted)
 		e.field("last_value", f.lastValue)
 		if f.resolved {
@@ -200,7 +211,7 @@ func (e *Encoder) Encode(r *Result) {
 			e.fc = append(e.fc, heldForecast{s: s, time: t, predicted: f, lastValue: b.LastObserved(i)})
 		}
 		if out.Dim > 0 && out.EmitEmbedding[i] {
-			e.startLine(s.head[1])
+			e.startLine(1, s)
 			emb := out.Embedding[i*out.Dim : (i+1)*out.Dim]
 			scale := embeddingScale(emb)
 			for j, v := range emb {
@@ -217,7 +228,7 @@ func (e *Encoder) Encode(r *Result) {
 				if math.IsNaN(v) {
 					continue
 				}
-				e.startLine(s.head[2])
+				e.startLine(2, s)
 				e.field("value", v)
 				e.endLine(b.SlotTime(i, j), key)
 			}
@@ -234,7 +245,7 @@ func (e *Encoder) Encode(r *Result) {
 			f.resolved, f.actual = true, rs.Actual
 			continue
 		}
-		e.startLine(s.head[0])
+		e.startLine(0, s)
 		e.field("actual", rs.Actual)
 		e.endLine(rs.Time, key)
 	}
@@ -270,10 +281,12 @@ func (e *Encoder) Encode(r *Result) {
 	e.buf = e.enc.Bytes()
 }
 
-// startLine begins a per-series line with its head.
-func (e *Encoder) startLine(head []byte) {
+// startLine begins a line of measurement m (forecast, embedding, imputed)
+// for series s.
+func (e *Encoder) startLine(m int, s *seriesOut) {
 	e.lineStart, e.nfields = len(e.buf), 0
-	e.buf = append(e.buf, head...)
+	e.buf = append(e.buf, e.measText[m]...)
+	e.buf = append(e.buf, s.tags...)
 }
 
 // field adds a float field, skipping NaN and ±Inf (line protocol has
@@ -363,34 +376,33 @@ func (e *Encoder) embField(j int) string {
 }
 
 // seriesOf returns what the encoder keeps of a series key, making and
-// checking its tags and line heads the first time.
+// checking its tags the first time.
 func (e *Encoder) seriesOf(key, model string) (*seriesOut, error) {
 	if s, ok := e.series.GetString(key); ok {
 		return s, nil
+	}
+	if e.measErr != nil {
+		return nil, e.measErr
 	}
 	id, err := ingest.ParseSeriesKey(key)
 	if err != nil {
 		return nil, fmt.Errorf("series %q: %w", key, err)
 	}
-	s := &seriesOut{tags: OutputTags(id, model, e.extra...)}
-	for m := range s.head {
-		// The library escapes the head and checks the measurement name, the
-		// tag keys and values and their order, here once for all the
-		// series' lines; so a held forecast line cannot fail when it is
-		// written, away from the result it came from.
-		e.check.Reset()
-		e.check.StartLine(e.meas[m])
-		for _, t := range s.tags {
-			e.check.AddTag(t.Key, t.Value)
-		}
-		head := append(slices.Clone(e.check.Bytes()), ' ')
-		e.check.AddField("f", lineprotocol.IntValue(0))
-		e.check.EndLine(time.Unix(0, 0))
-		if err := e.check.Err(); err != nil {
-			return nil, fmt.Errorf("series %q: %w", key, err)
-		}
-		s.head[m] = head
+	// The library escapes the tags and checks keys, values and their order
+	// here, once for all the series' lines; so a held forecast line cannot
+	// fail when it is written, away from the result it came from.
+	e.check.Reset()
+	e.check.StartLine(e.meas[0])
+	for _, t := range OutputTags(id, model, e.extra...) {
+		e.check.AddTag(t.Key, t.Value)
 	}
+	tags := e.check.Bytes() // the line so far; emptied if a tag was refused
+	e.check.AddField("f", lineprotocol.IntValue(0))
+	e.check.EndLine(time.Unix(0, 0))
+	if err := e.check.Err(); err != nil {
+		return nil, fmt.Errorf("series %q: %w", key, err)
+	}
+	s := &seriesOut{tags: append(slices.Clone(tags[len(e.measText[0]):]), ' ')}
 	e.series.Put(strings.Clone(key), s)
 	return s, nil
 }

@@ -2,13 +2,16 @@ package sinks
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/models"
@@ -185,5 +188,58 @@ func TestEncodeChecksWhatItSkips(t *testing.T) {
 	want := "tsrep_embedding,field=usage,host=a,measurement=cpu,model=ssl e1=0.5 3000000000\n"
 	if got := string(e.Bytes()); got != want || e.Lines() != 1 || len(e.Errors()) != 1 || !errors.Is(e.Errors()[0].Err, errNoFields) {
 		t.Errorf("non-finite embeddings: lines %d errors %v text %q, want %q", e.Lines(), e.Errors(), got, want)
+	}
+}
+
+// TestEncodeEscapes: lines assembled from the cached measurement and tags
+// parse back, with the line-protocol library's decoder, to the names and
+// values they were made from, whatever characters those hold.
+func TestEncodeEscapes(t *testing.T) {
+	rec, b := batchOf(t, []string{`cpu\ load,host=a\ b\,c\=d,zone=é"x#usage\ idle`}, 4)
+	defer rec.Release()
+	e := NewEncoder(`ts rep,`, 10)
+	e.Encode(&Result{Model: "m=1", Batch: &b, Out: &models.Output{Rows: 1, Forecast: []float64{2.5},
+		Dim: 2, Embedding: []float64{0.5, -0.25}, EmitEmbedding: []bool{true}}})
+	dec := lineprotocol.NewDecoderWithBytes(e.Bytes())
+	wantTags := "field=usage idle host=a b,c=d measurement=cpu load model=m=1 zone=é\"x "
+	var lines []string
+	for dec.Next() {
+		m, err := dec.Measurement()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tags, fields strings.Builder
+		for {
+			k, v, err := dec.NextTag()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == nil {
+				break
+			}
+			fmt.Fprintf(&tags, "%s=%s ", k, v)
+		}
+		for {
+			k, v, err := dec.NextField()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == nil {
+				break
+			}
+			fmt.Fprintf(&fields, "%s=%v ", k, v)
+		}
+		ts, err := dec.Time(lineprotocol.Nanosecond, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tags.String() != wantTags {
+			t.Errorf("%s: tags %q, want %q", m, tags.String(), wantTags)
+		}
+		lines = append(lines, fmt.Sprintf("%s | %s| %d", m, fields.String(), ts.UnixNano()))
+	}
+	want := []string{"ts rep,embedding | e0=0.5 e1=-0.25 | 3000000000", "ts rep,forecast | predicted=2.5 last_value=3 | 4000000000"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("got %q, want %q", lines, want)
 	}
 }

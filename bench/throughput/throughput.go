@@ -127,6 +127,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.ProduceSec = time.Since(t0).Seconds()
 	o.Log.Info("topic preloaded", "points", o.Points, "series", o.Series, "partitions", o.Partitions, "in", time.Since(t0).Round(time.Millisecond))
 
+	outputs := "forecasts, embeddings" // what (c)'s learner writes
+	if o.Model != "ssl" {
+		outputs = "forecasts" // rls has no encoder
+	}
 	phases := []struct {
 		name, what string
 		args       func() ([]string, *config.Config, error)
@@ -137,7 +141,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		{"b", "tsrep, learning off (decode, window, Arrow, training counts to InfluxDB)", func() ([]string, *config.Config, error) {
 			return o.runArgs(b.Addr(), "bench-b", "none", "")
 		}},
-		{"c", "tsrep in full (" + o.Model + " learner, forecasts, embeddings, InfluxDB)", func() ([]string, *config.Config, error) {
+		{"c", "tsrep in full (" + o.Model + " learner, " + outputs + ", InfluxDB)", func() ([]string, *config.Config, error) {
 			return o.runArgs(b.Addr(), "bench-c", o.Model, o.CPUProfile)
 		}},
 	}
