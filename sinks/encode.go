@@ -75,7 +75,7 @@ type Encoder struct {
 	measErr    error     // a measurement name line protocol cannot carry
 	buf        []byte
 	enc        lineprotocol.Encoder // the train lines, into buf
-	check      lineprotocol.Encoder // builds and checks a new series' heads
+	check      lineprotocol.Encoder // escapes and checks a new series' tags
 	series     *lru.Map[*seriesOut]
 	extra      []ingest.KV
 	train      []ingest.KV // tags of the train measurement, sorted
