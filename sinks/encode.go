@@ -69,7 +69,6 @@ const (
 // as one line with its actual value instead of two: the same point in
 // InfluxDB, and up to half the lines it has to parse and index.
 type Encoder struct {
-	prefix     string
 	meas       [4]string
 	measText   [3][]byte // forecast, embedding, imputed: escaped by the library
 	measErr    error     // a measurement name line protocol cannot carry
@@ -129,20 +128,17 @@ var errNoFields = errors.New("no finite field value")
 // NewEncoder returns an encoder whose measurements start with prefix and
 // whose points all carry the extra tags (e.g. a replay's run tag).
 func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
-	e := &Encoder{prefix: prefix, series: lru.New[*seriesOut](maxSeries), extra: extra}
+	e := &Encoder{series: lru.New[*seriesOut](maxSeries), extra: extra}
 	for i, m := range []string{MeasForecast, MeasEmbedding, MeasImputed, MeasTrain} {
 		e.meas[i] = prefix + m
 	}
 	e.enc.SetPrecision(lineprotocol.Nanosecond)
 	for m := range e.measText {
-		e.check.Reset()
-		e.check.StartLine(e.meas[m])
-		e.measText[m] = slices.Clone(e.check.Bytes())
-		e.check.AddField("f", lineprotocol.IntValue(0))
-		e.check.EndLine(time.Unix(0, 0))
-		if err := e.check.Err(); err != nil && e.measErr == nil {
+		head, err := e.checkedHead(e.meas[m], nil)
+		if err != nil && e.measErr == nil {
 			e.measErr = fmt.Errorf("measurement %q: %w", e.meas[m], err)
 		}
+		e.measText[m] = head
 	}
 	e.fcAt = make(map[forecastKey]int32)
 	return e
@@ -255,9 +251,10 @@ func (e *Encoder) Encode(r *Result) {
 	// Train lines go through the library's checks: their topic and model
 	// are not checked beforehand.
 	e.enc.SetBuffer(e.buf)
+	tags := e.trainTags(r)
 	for _, st := range out.Train {
 		e.enc.StartLine(e.meas[3])
-		for _, t := range e.trainTags(r) {
+		for _, t := range tags {
 			e.enc.AddTag(t.Key, t.Value)
 		}
 		e.enc.AddField("step", lineprotocol.IntValue(int64(st.Step))) // 1.8 has no unsigned fields
@@ -290,11 +287,11 @@ func (e *Encoder) startLine(m int, s *seriesOut) {
 }
 
 // field adds a float field, skipping NaN and ±Inf (line protocol has
-// neither). Keys are the encoder's own, which need no escaping; values are
-// formatted as the line-protocol library does (the shortest text that
-// parses back to the same float64).
+// neither). Keys are the encoder's own, which need no escaping; the value
+// is formatted by the line-protocol library.
 func (e *Encoder) field(k string, v float64) {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
+	fv, ok := lineprotocol.FloatValue(v)
+	if !ok {
 		return
 	}
 	if e.nfields > 0 {
@@ -303,7 +300,7 @@ func (e *Encoder) field(k string, v float64) {
 	e.nfields++
 	e.buf = append(e.buf, k...)
 	e.buf = append(e.buf, '=')
-	e.buf = strconv.AppendFloat(e.buf, v, 'g', -1, 64)
+	e.buf = fv.AppendBytes(e.buf)
 }
 
 // endLine ends a per-series line with its timestamp (nanoseconds), or
@@ -391,20 +388,29 @@ func (e *Encoder) seriesOf(key, model string) (*seriesOut, error) {
 	// The library escapes the tags and checks keys, values and their order
 	// here, once for all the series' lines; so a held forecast line cannot
 	// fail when it is written, away from the result it came from.
-	e.check.Reset()
-	e.check.StartLine(e.meas[0])
-	for _, t := range OutputTags(id, model, e.extra...) {
-		e.check.AddTag(t.Key, t.Value)
-	}
-	tags := e.check.Bytes() // the line so far; emptied if a tag was refused
-	e.check.AddField("f", lineprotocol.IntValue(0))
-	e.check.EndLine(time.Unix(0, 0))
-	if err := e.check.Err(); err != nil {
+	head, err := e.checkedHead(e.meas[0], OutputTags(id, model, e.extra...))
+	if err != nil {
 		return nil, fmt.Errorf("series %q: %w", key, err)
 	}
-	s := &seriesOut{tags: append(slices.Clone(tags[len(e.measText[0]):]), ' ')}
+	tags := head[len(e.measText[0]):]
+	s := &seriesOut{tags: append(append(make([]byte, 0, len(tags)+1), tags...), ' ')} // not keeping the measurement's bytes
 	e.series.Put(strings.Clone(key), s)
 	return s, nil
+}
+
+// checkedHead returns a line's measurement and tags as the line-protocol
+// library escapes them, after the library has checked a whole line with
+// them.
+func (e *Encoder) checkedHead(meas string, tags []ingest.KV) ([]byte, error) {
+	e.check.Reset()
+	e.check.StartLine(meas)
+	for _, t := range tags {
+		e.check.AddTag(t.Key, t.Value)
+	}
+	head := slices.Clone(e.check.Bytes()) // emptied if the library refused a name
+	e.check.AddField("f", lineprotocol.IntValue(0))
+	e.check.EndLine(time.Unix(0, 0))
+	return head, e.check.Err()
 }
 
 // OutputTags is the tag set tsrep writes for a series, sorted by key.
