@@ -57,6 +57,36 @@ func TestValidateNamesTheKey(t *testing.T) {
 	f("[influx]\nmeasurement_prefix = \"a\\u0001\"", "influx.measurement_prefix")
 	f("[kafka]\nbrokerz = [\"x\"]", "kafka.brokerz")
 	f("[window]\nlength = \"long\"", "length")
+	f("[kafka]\nmax_tags = 0", "kafka.max_tags")
+	f("[kafka]\nmax_fields = 100000", "kafka.max_fields")
+	f("[kafka]\nprecision_tolerance = \"-1h\"", "kafka.precision_tolerance")
+	// 65536.5 intervals: ceil(lateness/interval) slots would not fit.
+	f("[window]\ninterval = \"2s\"\nlateness = \"131073s\"", "window.lateness")
+	if _, err := Parse([]byte("[window]\ninterval = \"2s\"\nlateness = \"131072s\""), "t"); err != nil {
+		t.Errorf("65536 intervals of lateness: %v", err)
+	}
+}
+
+// TestWarnings: SASL PLAIN without TLS is valid, with a warning; with TLS
+// or SCRAM, no warning.
+func TestWarnings(t *testing.T) {
+	c := Default()
+	c.Kafka.SASL = SASL{Mechanism: "plain", Username: "u", PasswordEnv: "P"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "clear text") || !strings.Contains(w[0], "kafka.tls") {
+		t.Fatalf("warnings %q", w)
+	}
+	c.Kafka.TLS.Enabled = true
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("with TLS: %q", w)
+	}
+	c.Kafka.TLS.Enabled = false
+	c.Kafka.SASL.Mechanism = "scram-sha-512"
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("SCRAM: %q", w)
+	}
 }
 
 func TestParse(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tsrep/tsrep/config"
 )
 
 // GroupConfig configures a consumer group.
@@ -53,6 +55,9 @@ func (g *Generation) Commit(topic string, partition int, next int64) error {
 // run must return promptly after its context ends, having drained its
 // work: the group does not rejoin before. RunGroup returns when ctx ends.
 func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context, g *Generation)) error {
+	if PlaintextPassword(cfg.Dialer) {
+		cfg.Log.Warn(config.PlainSASLWarning)
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    cfg.Group,
 		Brokers:               cfg.Brokers,

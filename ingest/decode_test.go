@@ -109,7 +109,8 @@ func TestDecodeTable(t *testing.T) {
 	f("influx", "m v=1 "+fmt.Sprint(msgTime+int64(time.Minute)), Options{Precision: 1, MaxFuture: int64(time.Hour)}, "point m | v=1 | 1600000060000000000")
 	f("influx", strings.Repeat("x", 100), Options{MaxMessageBytes: 10}, `bad message_too_large "`+strings.Repeat("x", 100)+`": message of 100 bytes is larger than the limit of 10`)
 	f("json", `{"measurement":"m","fields":{"v":1},"time":1}`, Options{Precision: int64(time.Millisecond)}, "point m | v=1 | 1000000")
-	f("json", `{"measurement":"m","tags":{"a":"","b":"x"},"fields":{"v":1},"time":1}`, ns, "point m a= b=x | v=1 | 1")
+	f("json", `{"measurement":"m","tags":{"a":"","b":"x"},"fields":{"v":1},"time":1}`, ns,
+		`bad invalid_name "{\"measurement\":\"m\",\"tags\":{\"a\":\"\",\"b\":\"x\"},\"fields\":{\"v\":1},\"time\":1}": tag "a": value is empty`)
 	f("json", `"just a string"`, ns, `bad wrong_type "\"just a string\"": message is a JSON string, not an object or array of objects`)
 	f("json", `{"measurement":"m","fields":{"v":1}`, ns, `bad syntax "{\"measurement\":\"m\",\"fields\":{\"v\":1}": cannot parse JSON: cannot parse object: unexpected end of object; unparsed tail: ""`)
 }
@@ -213,6 +214,22 @@ func (c *checker) Point(p *Point) {
 			c.t.Fatalf("tags not sorted and unique: %q", p.Tags)
 		}
 	}
+	// What InfluxDB stores, and what the sink's encoder accepts.
+	if !InTimeRange(p.Time) || len(p.Tags) > DefaultMaxTags || len(p.Fields) > DefaultMaxFields {
+		c.t.Fatalf("point past the limits: time %d, %d tags, %d fields", p.Time, len(p.Tags), len(p.Fields))
+	}
+	names := [][]byte{p.Measurement}
+	for _, tg := range p.Tags {
+		names = append(names, tg.Key, tg.Value)
+	}
+	for _, f := range p.Fields {
+		names = append(names, f.Key)
+	}
+	for _, n := range names {
+		if err := validName(n); err != nil {
+			c.t.Fatalf("point with a name InfluxDB cannot store: %v", err)
+		}
+	}
 }
 
 func (c *checker) Bad(raw []byte, reason Reason, err error) {
@@ -268,6 +285,11 @@ func events(d Decoder, msg []byte) []string {
 			// keep "bad <reason>": error texts, and the raw text of
 			// entries the reference does not delimit itself, differ
 			l = strings.Join(strings.Fields(l)[:2], " ")
+			// The library reports NaN and infinities as syntax errors;
+			// tsrep labels them non_finite_value (TestDecodeNonFinite).
+			if l == "bad "+string(ReasonNonFinite) {
+				l = "bad " + string(ReasonSyntax)
+			}
 		}
 		out = append(out, l)
 	}

@@ -42,6 +42,12 @@ func NewDialer(c config.Kafka) (*kafka.Dialer, error) {
 	return d, nil
 }
 
+// PlaintextPassword reports whether d sends a SASL password in clear text:
+// the PLAIN mechanism without TLS (config.PlainSASLWarning says what to do).
+func PlaintextPassword(d *kafka.Dialer) bool {
+	return d != nil && d.SASLMechanism != nil && d.SASLMechanism.Name() == "PLAIN" && d.TLS == nil
+}
+
 // TLSConfig builds the client TLS configuration of [kafka.tls].
 func TLSConfig(c config.TLS) (*tls.Config, error) {
 	t := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}

@@ -16,7 +16,11 @@ import (
 // Telegraf's JSON serializer spelling ("name", "timestamp") is accepted too.
 // "time" is an integer in kafka.precision units, or an RFC 3339 string;
 // missing, the message timestamp is used. Tag values must be strings; field
-// values numbers or booleans (strings and nulls are skipped).
+// values numbers or booleans (strings and nulls are skipped). The
+// measurement, tag keys and values and field keys must be names InfluxDB
+// stores (as line protocol's grammar requires of them): non-empty, valid
+// UTF-8, no control characters, no trailing backslash; else the point is
+// ReasonInvalidName, reported with its text at decode time.
 type JSON struct {
 	o      Options
 	p      fastjson.Parser
@@ -28,10 +32,9 @@ type JSON struct {
 
 // NewJSON returns a JSON decoder.
 func NewJSON(o Options) *JSON {
-	if o.Precision <= 0 {
-		o.Precision = 1
-	}
-	return &JSON{o: o}
+	d := &JSON{o: o.withDefaults()}
+	d.b.setCaps(d.o)
+	return d
 }
 
 // Decode implements Decoder.
@@ -82,8 +85,8 @@ func (d *JSON) object(v *fastjson.Value, msgTime int64, h Handler) (Reason, erro
 		return ReasonWrongType, errors.New(`"measurement" (or "name") must be a string`)
 	}
 	mb, _ := m.StringBytes()
-	if len(mb) == 0 {
-		return ReasonWrongType, errors.New(`"measurement" is empty`)
+	if err := validName(mb); err != nil {
+		return ReasonInvalidName, fmt.Errorf(`"measurement" %w`, err)
 	}
 	d.meas = append(d.meas[:0], mb...)
 
@@ -113,6 +116,9 @@ func (d *JSON) object(v *fastjson.Value, msgTime int64, h Handler) (Reason, erro
 		return d.reason, d.err
 	}
 
+	if reason, err := d.b.checkLimits(d.meas, &d.o); err != nil {
+		return reason, err
+	}
 	t := msgTime
 	tv := v.Get("time")
 	if tv == nil {
@@ -125,8 +131,9 @@ func (d *JSON) object(v *fastjson.Value, msgTime int64, h Handler) (Reason, erro
 			if err != nil {
 				return ReasonBadTimestamp, fmt.Errorf("time %s is not an integer in int64 range", tv)
 			}
-			if t, err = scaleTimestamp(i, d.o.Precision); err != nil {
-				return ReasonBadTimestamp, err
+			var reason Reason
+			if t, reason, err = d.o.timestamp(i, msgTime); err != nil {
+				return reason, err
 			}
 		case fastjson.TypeString:
 			s, _ := tv.StringBytes()
@@ -134,8 +141,9 @@ func (d *JSON) object(v *fastjson.Value, msgTime int64, h Handler) (Reason, erro
 			if err != nil {
 				return ReasonBadTimestamp, fmt.Errorf("time %q is not RFC 3339", s)
 			}
-			if pt.Year() < 1678 || pt.Year() > 2261 {
-				return ReasonBadTimestamp, fmt.Errorf("time %q is outside the int64 nanosecond range", s)
+			if pt.Before(time.Unix(0, MinTime)) || pt.After(time.Unix(0, MaxTime)) {
+				return ReasonBadTimestamp, fmt.Errorf("time %q is outside InfluxDB's range (%s to %s)", s,
+					time.Unix(0, MinTime).UTC().Format(time.RFC3339Nano), time.Unix(0, MaxTime).UTC().Format(time.RFC3339Nano))
 			}
 			t = pt.UnixNano()
 		case fastjson.TypeNull:
@@ -143,7 +151,7 @@ func (d *JSON) object(v *fastjson.Value, msgTime int64, h Handler) (Reason, erro
 			return ReasonBadTimestamp, errors.New(`"time" must be an integer or an RFC 3339 string`)
 		}
 	}
-	if d.o.MaxFuture > 0 && t-msgTime > d.o.MaxFuture {
+	if !futureOK(t, msgTime, d.o.MaxFuture) {
 		return ReasonFuture, fmt.Errorf("timestamp %d is more than kafka.max_future ahead of the message time %d", t, msgTime)
 	}
 	if len(d.b.fldOff) == 0 {
@@ -162,11 +170,23 @@ func (d *JSON) visitTag(k []byte, v *fastjson.Value) {
 		return
 	}
 	s, _ := v.StringBytes()
+	if err := validName(k); err != nil {
+		d.reason, d.err = ReasonInvalidName, fmt.Errorf("tag key %w", err)
+		return
+	}
+	if err := validName(s); err != nil {
+		d.reason, d.err = ReasonInvalidName, fmt.Errorf("tag %q: value %w", k, err)
+		return
+	}
 	d.b.addTag(k, s)
 }
 
 func (d *JSON) visitField(k []byte, v *fastjson.Value) {
 	if d.err != nil {
+		return
+	}
+	if err := validName(k); err != nil {
+		d.reason, d.err = ReasonInvalidName, fmt.Errorf("field key %w", err)
 		return
 	}
 	var f float64
@@ -187,6 +207,7 @@ func (d *JSON) visitField(k []byte, v *fastjson.Value) {
 	case fastjson.TypeFalse:
 		f = 0
 	case fastjson.TypeString, fastjson.TypeNull:
+		d.b.nFields++ // counted against kafka.max_fields, not kept
 		return
 	default:
 		d.reason, d.err = ReasonWrongType, fmt.Errorf("field %q has JSON type %s, want a number or boolean", k, v.Type())

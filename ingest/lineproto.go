@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 )
 
@@ -21,11 +20,9 @@ type LineProtocol struct {
 
 // NewLineProtocol returns a line-protocol decoder.
 func NewLineProtocol(o Options) *LineProtocol {
-	if o.Precision <= 0 {
-		o.Precision = 1
-	}
-	d := &LineProtocol{o: o}
+	d := &LineProtocol{o: o.withDefaults()}
 	d.p.b = &d.b
+	d.b.setCaps(d.o)
 	return d
 }
 
@@ -60,38 +57,37 @@ func (d *LineProtocol) decodeEntry(buf []byte, start int, msgTime int64, h Handl
 }
 
 func (d *LineProtocol) point(meas, tb []byte, msgTime int64, h Handler) (Reason, error) {
-	t := msgTime
-	if tb != nil {
-		var err error
-		if t, err = parseTimestamp(tb, d.o.Precision); err != nil {
-			return ReasonBadTimestamp, err
-		}
-	}
-	if d.o.MaxFuture > 0 && t-msgTime > d.o.MaxFuture {
-		return ReasonFuture, fmt.Errorf("timestamp %d is more than kafka.max_future ahead of the message time %d", t, msgTime)
-	}
-	if len(d.b.fldOff) == 0 {
-		return ReasonNoNumericField, errors.New("point has no numeric field")
+	t, reason, err := d.o.checkPoint(&d.b, meas, tb, msgTime)
+	if err != nil {
+		return reason, err
 	}
 	h.Point(d.b.finish(meas, t))
 	return "", nil
 }
 
-// parseTimestamp parses an integer timestamp in units of prec nanoseconds.
-func parseTimestamp(b []byte, prec int64) (int64, error) {
-	ts, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid timestamp %q", b)
+// checkPoint runs the checks of a parsed line-protocol point, in order:
+// the caps, its timestamp (tb, nil when it has none), kafka.max_future,
+// a numeric field. It returns the point's time.
+func (o *Options) checkPoint(b *pointBuilder, meas, tb []byte, msgTime int64) (int64, Reason, error) {
+	if reason, err := b.checkLimits(meas, o); err != nil {
+		return 0, reason, err
 	}
-	return scaleTimestamp(ts, prec)
-}
-
-func scaleTimestamp(ts, prec int64) (int64, error) {
-	if prec == 1 {
-		return ts, nil
+	t := msgTime
+	if tb != nil {
+		ts, err := strconv.ParseInt(string(tb), 10, 64)
+		if err != nil {
+			return 0, ReasonBadTimestamp, fmt.Errorf("invalid timestamp %q", tb)
+		}
+		var reason Reason
+		if t, reason, err = o.timestamp(ts, msgTime); err != nil {
+			return 0, reason, err
+		}
 	}
-	if ts > math.MaxInt64/prec || ts < math.MinInt64/prec {
-		return 0, fmt.Errorf("timestamp %d overflows int64 nanoseconds at precision %dns", ts, prec)
+	if !futureOK(t, msgTime, o.MaxFuture) {
+		return 0, ReasonFuture, fmt.Errorf("timestamp %d is more than kafka.max_future ahead of the message time %d", t, msgTime)
 	}
-	return ts * prec, nil
+	if len(b.fldOff) == 0 {
+		return 0, ReasonNoNumericField, errors.New("point has no numeric field")
+	}
+	return t, "", nil
 }

@@ -234,6 +234,7 @@ func (p *lpParser) parse(buf []byte, start int) (end int, meas, ts []byte, e lpE
 				return 0, nil, nil, serr(v0, "invalid utf-8 found in value %q", buf[v0+1:i])
 			}
 			i++ // a string: nothing numeric to learn from
+			b.nFields++
 		case c == 't' || c == 'T' || c == 'f' || c == 'F':
 			i, _ = take(buf, i, valChars, noEsc)
 			switch string(buf[v0:i]) {
@@ -252,6 +253,9 @@ func (p *lpParser) parse(buf []byte, start int) (end int, meas, ts []byte, e lpE
 			}
 			b.addFieldEsc(key, kEsc, v)
 		default:
+			if tEnd, _ := take(buf, i, valChars, noEsc); isNonFinite(buf[v0:tEnd]) {
+				return 0, nil, nil, nonFiniteErr(v0-start, i, key, buf[v0:tEnd])
+			}
 			return 0, nil, nil, serr(i, "field value has unrecognized type")
 		}
 		if i >= n {
@@ -408,9 +412,28 @@ func parseLPNumber(v []byte, pos, at int) (float64, lpErr) {
 		return 0, numErr(err, pos, at, "invalid float value syntax", v)
 	}
 	if math.IsInf(x, 0) || math.IsNaN(x) {
-		return 0, synErr(0, pos, at, "non-number %q cannot be represented as a line-protocol field value", v)
+		return 0, nonFiniteErr(pos, at, nil, v)
 	}
 	return x, lpErr{}
+}
+
+// isNonFinite reports whether an unquoted field value spells NaN or an
+// infinity (as strconv.ParseFloat reads them: nan, inf, +inf, -Infinity...):
+// line protocol has neither, so such a value is ReasonNonFinite rather than
+// a syntax error.
+func isNonFinite(v []byte) bool {
+	if len(v) < 3 || len(v) > 9 {
+		return false
+	}
+	x, err := strconv.ParseFloat(string(v), 64)
+	return err == nil && (math.IsNaN(x) || math.IsInf(x, 0))
+}
+
+func nonFiniteErr(pos, at int, key, v []byte) lpErr {
+	if key == nil {
+		return lpErr{reason: ReasonNonFinite, err: fmt.Errorf("at byte %d: %q is not a finite number; line protocol has no NaN or infinity", pos, v), at: at}
+	}
+	return lpErr{reason: ReasonNonFinite, err: fmt.Errorf("at byte %d: field %q = %q is not a finite number; line protocol has no NaN or infinity", pos, key, v), at: at}
 }
 
 var errOutOfRange = errors.New("value out of range")

@@ -23,10 +23,9 @@ type refLineProtocol struct {
 }
 
 func newRefLineProtocol(o Options) *refLineProtocol {
-	if o.Precision <= 0 {
-		o.Precision = 1
-	}
-	return &refLineProtocol{o: o}
+	d := &refLineProtocol{o: o.withDefaults()}
+	d.b.setCaps(d.o)
+	return d
 }
 
 // Decode implements Decoder.
@@ -89,7 +88,8 @@ func (d *refLineProtocol) decodeLine(dec *lineprotocol.Decoder, msgTime int64, h
 				f = 1
 			}
 		default:
-			continue // strings carry no number to learn from
+			d.b.nFields++ // counted against the cap, as the parser does
+			continue      // strings carry no number to learn from
 		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return ReasonNonFinite, fmt.Errorf("field %q is not finite", k)
@@ -100,18 +100,9 @@ func (d *refLineProtocol) decodeLine(dec *lineprotocol.Decoder, msgTime int64, h
 	if err != nil {
 		return ReasonSyntax, err
 	}
-	t := msgTime
-	if tb != nil {
-		t, err = parseTimestamp(tb, d.o.Precision)
-		if err != nil {
-			return ReasonBadTimestamp, err
-		}
-	}
-	if d.o.MaxFuture > 0 && t-msgTime > d.o.MaxFuture {
-		return ReasonFuture, fmt.Errorf("timestamp %d is more than kafka.max_future ahead of the message time %d", t, msgTime)
-	}
-	if len(d.b.fldOff) == 0 {
-		return ReasonNoNumericField, errors.New("point has no numeric field")
+	t, reason, err := d.o.checkPoint(&d.b, d.meas, tb, msgTime)
+	if err != nil {
+		return reason, err
 	}
 	h.Point(d.b.finish(d.meas, t))
 	return "", nil

@@ -5,8 +5,10 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Point is one decoded point. Its byte slices alias the decoder's buffers
@@ -49,6 +51,16 @@ const (
 	ReasonLate           Reason = "late"          // behind the allowed lateness
 	ReasonSeriesCap      Reason = "series_cap"    // a new series past window.max_series
 	ReasonSinkRejected   Reason = "sink_rejected" // the sink refused a result (4xx)
+	// ReasonPrecision is a timestamp that only makes sense in another
+	// precision than kafka.precision (see Options.PrecisionTolerance).
+	ReasonPrecision     Reason = "precision"
+	ReasonTooManyTags   Reason = "too_many_tags"       // more than kafka.max_tags tags in a point
+	ReasonTooManyFields Reason = "too_many_fields"     // more than kafka.max_fields fields in a point
+	ReasonKeyTooLong    Reason = "series_key_too_long" // a series key longer than MaxSeriesKeyBytes
+	// ReasonInvalidName is a measurement, tag key, tag value or field key
+	// InfluxDB cannot store (empty, not UTF-8, a control character, a
+	// trailing backslash): JSON can carry them, line protocol cannot.
+	ReasonInvalidName Reason = "invalid_name"
 )
 
 // DeadLetters reports whether input rejected for r goes to the dead-letter
@@ -90,13 +102,21 @@ type Options struct {
 	MaxFuture int64
 	// MaxMessageBytes rejects larger messages whole; 0 means no limit.
 	MaxMessageBytes int
+	// MaxTags and MaxFields cap one point's tags and fields (0:
+	// DefaultMaxTags, DefaultMaxFields); a point with more is reported as
+	// ReasonTooManyTags / ReasonTooManyFields. With them and
+	// MaxSeriesKeyBytes, the work per message is O(n log n) in its size.
+	MaxTags   int
+	MaxFields int
+	// PrecisionTolerance (ns) is how far a point's timestamp may be from
+	// its message's timestamp before the decoder asks whether another
+	// precision explains it (see Options.timestamp); 0 means
+	// DefaultPrecisionTolerance, a negative value turns the check off.
+	PrecisionTolerance int64
 }
 
 // NewDecoder returns the decoder for a kafka.format value.
 func NewDecoder(format string, o Options) (Decoder, error) {
-	if o.Precision <= 0 {
-		o.Precision = 1
-	}
 	switch format {
 	case "influx":
 		return NewLineProtocol(o), nil
@@ -122,16 +142,49 @@ func checkMessage(value []byte, o Options, h Handler) bool {
 
 var errEmpty = errors.New("message has no content")
 
+// sortTags sorts the tags by key, equal keys in input order (their
+// offsets in scratch grow with it), in O(n log n) (pdqsort) and without
+// allocating. Tags that arrive sorted, as Telegraf writes them, are only
+// checked.
+func (b *pointBuilder) sortTags() {
+	scr := b.scratch
+	key := func(s span) []byte { return scr[s.k0:s.k1] }
+	sorted := true
+	for i := 1; i < len(b.tagOff); i++ {
+		if bytes.Compare(key(b.tagOff[i-1]), key(b.tagOff[i])) > 0 {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return
+	}
+	slices.SortFunc(b.tagOff, func(x, y span) int {
+		if c := bytes.Compare(scr[x.k0:x.k1], scr[y.k0:y.k1]); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.k0, y.k0)
+	})
+}
+
 // pointBuilder collects one point's tags and fields into reused storage.
 // Names are copied into scratch because decoders may reuse their own
 // buffers between calls; offsets are resolved into slices once the point is
 // complete, since appending to scratch may move it.
+//
+// Tags and fields past the caps (maxTags, maxFields) are counted but not
+// kept, so a huge point costs its parse and no more; checkLimits then
+// reports it.
 type pointBuilder struct {
-	scratch []byte
-	tagOff  []span
-	fldOff  []span
-	vals    []float64
-	p       Point
+	scratch   []byte
+	tagOff    []span
+	fldOff    []span
+	vals      []float64
+	p         Point
+	maxTags   int
+	maxFields int
+	nTags     int // tags seen, kept or not
+	nFields   int // fields seen (string fields too), kept or not
 }
 
 type span struct{ k0, k1, v0, v1 int }
@@ -141,9 +194,29 @@ func (b *pointBuilder) reset() {
 	b.tagOff = b.tagOff[:0]
 	b.fldOff = b.fldOff[:0]
 	b.vals = b.vals[:0]
+	b.nTags, b.nFields = 0, 0
+}
+
+// setCaps sets the caps from the decoder's options.
+func (b *pointBuilder) setCaps(o Options) { b.maxTags, b.maxFields = o.MaxTags, o.MaxFields }
+
+// tagFull counts a tag and reports whether the cap is already reached (the
+// tag is then not kept).
+func (b *pointBuilder) tagFull() bool {
+	b.nTags++
+	return b.maxTags > 0 && len(b.tagOff) >= b.maxTags
+}
+
+// fieldFull is tagFull for fields.
+func (b *pointBuilder) fieldFull() bool {
+	b.nFields++
+	return b.maxFields > 0 && len(b.fldOff) >= b.maxFields
 }
 
 func (b *pointBuilder) addTag(k, v []byte) {
+	if b.tagFull() {
+		return
+	}
 	k0 := len(b.scratch)
 	b.scratch = append(b.scratch, k...)
 	v0 := len(b.scratch)
@@ -153,6 +226,9 @@ func (b *pointBuilder) addTag(k, v []byte) {
 
 // addTagEsc adds a tag whose key and value may hold line-protocol escapes.
 func (b *pointBuilder) addTagEsc(k []byte, kEsc bool, v []byte, vEsc bool) {
+	if b.tagFull() {
+		return
+	}
 	k0 := len(b.scratch)
 	if kEsc {
 		b.scratch = unescape(b.scratch, k, keyEsc)
@@ -174,6 +250,9 @@ func (b *pointBuilder) addFieldEsc(k []byte, kEsc bool, v float64) {
 		b.addField(k, v)
 		return
 	}
+	if b.fieldFull() {
+		return
+	}
 	k0 := len(b.scratch)
 	b.scratch = unescape(b.scratch, k, keyEsc)
 	b.fldOff = append(b.fldOff, span{k0: k0, k1: len(b.scratch)})
@@ -181,6 +260,9 @@ func (b *pointBuilder) addFieldEsc(k []byte, kEsc bool, v float64) {
 }
 
 func (b *pointBuilder) addField(k []byte, v float64) {
+	if b.fieldFull() {
+		return
+	}
 	k0 := len(b.scratch)
 	b.scratch = append(b.scratch, k...)
 	b.fldOff = append(b.fldOff, span{k0: k0, k1: len(b.scratch)})
@@ -193,18 +275,13 @@ func (b *pointBuilder) finish(measurement []byte, t int64) *Point {
 	p := &b.p
 	p.Measurement = measurement
 	p.Time = t
+	b.sortTags()
 	p.Tags = p.Tags[:0]
 	for _, s := range b.tagOff {
 		p.Tags = append(p.Tags, Tag{Key: b.scratch[s.k0:s.k1], Value: b.scratch[s.v0:s.v1]})
 	}
-	// Insertion sort: points have few tags, and it does not allocate.
-	for i := 1; i < len(p.Tags); i++ {
-		for j := i; j > 0 && bytes.Compare(p.Tags[j-1].Key, p.Tags[j].Key) > 0; j-- {
-			p.Tags[j-1], p.Tags[j] = p.Tags[j], p.Tags[j-1]
-		}
-	}
-	// Stable sort keeps input order among equal keys, so the later value
-	// sits last; drop the earlier ones.
+	// Equal keys keep their input order, so the later value sits last;
+	// drop the earlier ones.
 	out := p.Tags[:0]
 	for i, tg := range p.Tags {
 		if i+1 < len(p.Tags) && bytes.Equal(tg.Key, p.Tags[i+1].Key) {

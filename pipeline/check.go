@@ -2,8 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +16,16 @@ import (
 
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/sinks"
 )
 
-// Check is the outcome of one pre-flight check.
+// Check is the outcome of one pre-flight check. Warning, when set, is a
+// check that passed with something the operator should change.
 type Check struct {
-	What string
-	Err  error
-	Note string
+	What    string
+	Err     error
+	Note    string
+	Warning string
 }
 
 // Preflight checks what a run needs without consuming or writing anything:
@@ -29,6 +35,9 @@ type Check struct {
 func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check {
 	var out []Check
 	add := func(what string, err error, note string) { out = append(out, Check{What: what, Err: err, Note: note}) }
+	for _, w := range cfg.Warnings() {
+		out = append(out, Check{What: "config", Warning: w})
+	}
 
 	d, err := ingest.NewDialer(cfg.Kafka)
 	if err != nil {
@@ -53,14 +62,15 @@ func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check
 	ic := InfluxConfig(cfg)
 	client := influxdb2.NewClientWithOptions(ic.URL, ic.Token, influxdb2.DefaultOptions().SetLogLevel(0))
 	defer client.Close()
+	influxWhat := "influxdb " + sinks.RedactURL(ic.URL) // never the password of a user:password@ URL
 	if h, err := client.Health(ctx); err != nil {
-		add("influxdb "+ic.URL, err, "")
+		add(influxWhat, redactURLErr(err, ic.URL), "")
 	} else {
 		v := "unknown"
 		if h.Version != nil {
 			v = *h.Version
 		}
-		add("influxdb "+ic.URL, nil, "version "+v)
+		add(influxWhat, nil, "version "+v)
 		flux := fmt.Sprintf("from(bucket: %q) |> range(start: -1m) |> limit(n: 1)", ic.Bucket)
 		res, err := client.QueryAPI(ic.Org).Query(ctx, flux)
 		if err == nil {
@@ -75,21 +85,76 @@ func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check
 		case ic.CreateBucket && strings.Contains(strings.ToLower(err.Error()), "not found"):
 			add("bucket "+ic.Bucket, nil, "missing; will be created (influx.create_bucket)")
 		default:
-			add("bucket "+ic.Bucket, explainInflux(err), "")
+			add("bucket "+ic.Bucket, explainInflux(redactURLErr(err, ic.URL)), "")
 		}
 	}
 
-	dir := filepath.Join(cfg.Pipeline.CheckpointDir, cfg.Kafka.Group)
-	err = os.MkdirAll(dir, 0o755)
-	if err == nil {
-		var f *os.File
-		if f, err = os.CreateTemp(dir, ".preflight*"); err == nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}
-	add("checkpoint_dir "+dir, err, "writable")
+	dir := filepath.Join(cfg.Pipeline.CheckpointDir, PathElement(cfg.Kafka.Group)) // as NewDirStore names it
+	note, err := checkDirWritable(dir)
+	add("checkpoint_dir "+dir, err, note)
 	return out
+}
+
+// checkDirWritable checks that dir can hold checkpoint files, without
+// creating it: an existing dir must take a file; a missing one is checked
+// at its nearest existing parent, which must be a directory that takes
+// one (the run creates dir there). The probe file is removed at once.
+func checkDirWritable(dir string) (string, error) {
+	probe := func(d string) error {
+		f, err := os.CreateTemp(d, ".tsrep-preflight-*")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		return os.Remove(f.Name())
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return "", fmt.Errorf("%s is not a directory (pipeline.checkpoint_dir)", dir)
+	case err == nil:
+		if err := probe(dir); err != nil {
+			return "", fmt.Errorf("not writable (pipeline.checkpoint_dir): %w", err)
+		}
+		return "writable", nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("pipeline.checkpoint_dir: %w", err)
+	}
+	parent := filepath.Clean(dir)
+	for {
+		next := filepath.Dir(parent)
+		if next == parent {
+			return "", fmt.Errorf("no existing parent directory of %s (pipeline.checkpoint_dir)", dir)
+		}
+		parent = next
+		fi, err := os.Stat(parent)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("pipeline.checkpoint_dir: %w", err)
+		}
+		if !fi.IsDir() {
+			return "", fmt.Errorf("%s, a parent of %s, is not a directory (pipeline.checkpoint_dir)", parent, dir)
+		}
+		if err := probe(parent); err != nil {
+			return "", fmt.Errorf("missing, and its parent %s is not writable (pipeline.checkpoint_dir): %w", parent, err)
+		}
+		return "missing; will be created (its parent " + parent + " is writable)", nil
+	}
+}
+
+// redactURLErr takes the password of the URL raw out of err's text.
+func redactURLErr(err error, raw string) error {
+	u, perr := url.Parse(raw)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	pass, ok := u.User.Password()
+	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
 }
 
 func explainInflux(err error) error {

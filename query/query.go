@@ -118,12 +118,9 @@ func toInt(v any) int64 {
 	return 0
 }
 
-// columns that are not tags in a Flux record.
-var nonTag = map[string]bool{"result": true, "table": true, "_start": true, "_stop": true, "_time": true,
-	"_value": true, "_field": true, "_measurement": true, "model": true, "measurement": true, "field": true}
-
-// SeriesKey rebuilds the input series key from an output record's tags
-// (undoing the tag_ renaming of colliding input tags).
+// SeriesKey rebuilds the input series key from an output record's tags,
+// undoing sinks.OutputTagKey's renaming (Flux's own columns and the tags
+// tsrep adds are not input tags).
 func SeriesKey(r *query.FluxRecord) (string, error) {
 	vals := r.Values()
 	meas, _ := vals["measurement"].(string)
@@ -134,12 +131,12 @@ func SeriesKey(r *query.FluxRecord) (string, error) {
 	id := ingest.SeriesID{Measurement: meas, Field: field}
 	for k, v := range vals {
 		s, ok := v.(string)
-		if !ok || nonTag[k] || s == "" {
+		if !ok || s == "" {
 			continue
 		}
-		switch k {
-		case "tag_measurement", "tag_field", "tag_model":
-			k = strings.TrimPrefix(k, "tag_")
+		k, ok := sinks.InputTagKey(k)
+		if !ok {
+			continue
 		}
 		id.Tags = append(id.Tags, ingest.KV{Key: k, Value: s})
 	}

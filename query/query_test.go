@@ -346,12 +346,9 @@ func influxQL(t *testing.T, in testenv.Influx, q string) []iqlSeries {
 func seriesOf(tags map[string]string) string {
 	id := ingest.SeriesID{Measurement: tags["measurement"], Field: tags["field"]}
 	for k, v := range tags {
-		if v == "" || k == "measurement" || k == "field" || k == "model" {
+		k, ok := sinks.InputTagKey(k)
+		if v == "" || !ok {
 			continue
-		}
-		switch k {
-		case "tag_measurement", "tag_field", "tag_model":
-			k = strings.TrimPrefix(k, "tag_")
 		}
 		id.Tags = append(id.Tags, ingest.KV{Key: k, Value: v})
 	}

@@ -184,8 +184,8 @@ func iqlAt(at time.Time) string {
 }
 
 // target is a parsed series: its canonical key and the tags of its output
-// points (sinks.OutputTags, with the input tags renamed tag_<name> where
-// they collide with tsrep's).
+// points (sinks.OutputTags: the input tags under sinks.OutputTagKey's
+// names, tag_<name> where they would collide).
 type target struct {
 	key  string
 	tags []ingest.KV

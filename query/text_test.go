@@ -97,6 +97,11 @@ func TestBuildersEscapeSeriesKeys(t *testing.T) {
 			flux:   `r.field == "free" and r.measurement == "disk" and r.model == "m" and r.path == "C:\\data" and r.q == "\"it's\"" and r.tag_field == "f" and r.tag_measurement == "mm" and r.tag_model == "x" and r.v == "\${x}"`,
 			iql:    `"field" = 'free' AND "measurement" = 'disk' AND "model" = 'm' AND "path" = 'C:\\data' AND "q" = '"it\'s"' AND "tag_field" = 'f' AND "tag_measurement" = 'mm' AND "tag_model" = 'x' AND "v" = '${x}'`,
 		},
+		{ // tag_-prefixed, Flux's and InfluxDB's own names: renamed too (sinks.OutputTagKey)
+			series: `cpu,tag_measurement=x,_value=v,time=t,table=b#u`,
+			flux:   `r.field == "u" and r.measurement == "cpu" and r.model == "m" and r.tag__value == "v" and r.tag_table == "b" and r.tag_tag_measurement == "x" and r.tag_time == "t"`,
+			iql:    `"field" = 'u' AND "measurement" = 'cpu' AND "model" = 'm' AND "tag__value" = 'v' AND "tag_table" = 'b' AND "tag_tag_measurement" = 'x' AND "tag_time" = 't'`,
+		},
 	}
 	for _, c := range cases {
 		flux, err := EmbeddingFlux("db", "tsrep_embedding", c.series, at, "m")

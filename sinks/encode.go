@@ -19,8 +19,13 @@
 //	<prefix>train      tags model, topic, partition; step, windows,
 //	                   loss_forecast, loss_impute, loss_contrast at the step's latest window end
 //
-// An input tag called measurement, field or model is renamed tag_<name> so
-// it does not collide with the tags tsrep adds.
+// Output series are injective: no two input series (measurement + tag set
+// + field) share an output series. The input tags are written under
+// OutputTagKey's names, which never collide with the tags tsrep adds nor
+// with each other, and the decoders refuse empty tag values (which InfluxDB
+// would drop). Every output timestamp is checked against InfluxDB's range:
+// a window whose outputs would fall outside it is reported (Errors), not
+// written.
 package sinks
 
 import (
@@ -201,6 +206,10 @@ func (e *Encoder) Encode(r *Result) {
 			continue
 		}
 		end := int64(b.End[i])
+		if err := windowTimes(end, int64(b.Interval[i]), b.Length); err != nil {
+			e.errs = append(e.errs, EncodeError{Series: key, Err: err})
+			continue
+		}
 		if f := out.Forecast[i]; !math.IsNaN(f) {
 			t := end + int64(b.Interval[i])
 			e.fcAt[forecastKey{s, t}] = int32(len(e.fc))
@@ -233,7 +242,7 @@ func (e *Encoder) Encode(r *Result) {
 	for _, rs := range r.Resolved {
 		key := b.Key(rs.Row)
 		s, err := e.seriesOf(key, r.Model)
-		if err != nil {
+		if err != nil || !resolvedInWindow(b, rs) {
 			continue // already reported for the row
 		}
 		if k, ok := e.fcAt[forecastKey{s, rs.Time}]; ok {
@@ -253,6 +262,10 @@ func (e *Encoder) Encode(r *Result) {
 	e.enc.SetBuffer(e.buf)
 	tags := e.trainTags(r)
 	for _, st := range out.Train {
+		if !ingest.InTimeRange(st.Time) {
+			e.errs = append(e.errs, EncodeError{Series: "train", Err: fmt.Errorf("train step %d: %w", st.Step, errTimeRange)})
+			continue
+		}
 		e.enc.StartLine(e.meas[3])
 		for _, t := range tags {
 			e.enc.AddTag(t.Key, t.Value)
@@ -316,6 +329,34 @@ func (e *Encoder) endLine(t int64, series string) {
 	e.buf = append(e.buf, '\n')
 	e.lines++
 }
+
+// windowTimes checks that every output of a window ending at end (ns)
+// with the given interval and length has a timestamp InfluxDB stores: its
+// slots (embedding, imputed values) and its forecast, one interval after
+// its end. The arithmetic cannot overflow.
+func windowTimes(end, interval int64, length int) error {
+	if interval <= 0 || length < 1 || !ingest.InTimeRange(end) {
+		return fmt.Errorf("window ending at %d: %w", end, errTimeRange)
+	}
+	if end > ingest.MaxTime-interval {
+		return fmt.Errorf("forecast one interval (%d ns) after the window end %d: %w", interval, end, errTimeRange)
+	}
+	if span := int64(length - 1); span > 0 && (interval > math.MaxInt64/span || end < ingest.MinTime+span*interval) {
+		return fmt.Errorf("first slot of the window of %d × %d ns ending at %d: %w", length, interval, end, errTimeRange)
+	}
+	return nil
+}
+
+// resolvedInWindow reports whether a resolved forecast can be written: the
+// window that brought its actual value (whose slots its time is one of) is
+// within InfluxDB's range (else it was reported), and so is its time.
+func resolvedInWindow(b *models.Batch, rs models.Resolved) bool {
+	return windowTimes(int64(b.End[rs.Row]), int64(b.Interval[rs.Row]), b.Length) == nil && ingest.InTimeRange(rs.Time)
+}
+
+// errTimeRange is the error of an output timestamp outside InfluxDB's
+// range.
+var errTimeRange = fmt.Errorf("timestamp outside InfluxDB's range [%d, %d] (input timestamps near the years 1677 or 2262)", ingest.MinTime, ingest.MaxTime)
 
 // EmbeddingDigits is the number of significant digits an embedding's
 // largest component is written with; the others are rounded to the same
@@ -393,6 +434,9 @@ func (e *Encoder) seriesOf(key, model string) (*seriesOut, error) {
 		return nil, fmt.Errorf("series %q: %w", key, err)
 	}
 	tags := head[len(e.measText[0]):]
+	if n := len(e.meas[0]) + len(tags); n > ingest.MaxSeriesKeyBytes {
+		return nil, fmt.Errorf("series %q: its output series key of %d bytes is longer than InfluxDB's limit of %d", key, n, ingest.MaxSeriesKeyBytes)
+	}
 	s := &seriesOut{tags: append(append(make([]byte, 0, len(tags)+1), tags...), ' ')} // not keeping the measurement's bytes
 	e.series.Put(strings.Clone(key), s)
 	return s, nil
@@ -413,16 +457,13 @@ func (e *Encoder) checkedHead(meas string, tags []ingest.KV) ([]byte, error) {
 	return head, e.check.Err()
 }
 
-// OutputTags is the tag set tsrep writes for a series, sorted by key.
+// OutputTags is the tag set tsrep writes for a series, sorted by key: the
+// input tags under OutputTagKey's names, then measurement, field, model and
+// the extra tags (whose keys must not start with TagKeyPrefix or '_').
 func OutputTags(id ingest.SeriesID, model string, extra ...ingest.KV) []ingest.KV {
 	tags := make([]ingest.KV, 0, len(id.Tags)+3+len(extra))
 	for _, t := range id.Tags {
-		k := t.Key
-		switch k {
-		case "measurement", "field", "model":
-			k = "tag_" + k
-		}
-		tags = append(tags, ingest.KV{Key: k, Value: t.Value})
+		tags = append(tags, ingest.KV{Key: OutputTagKey(t.Key, extra...), Value: t.Value})
 	}
 	tags = append(tags,
 		ingest.KV{Key: "measurement", Value: id.Measurement},
@@ -431,4 +472,64 @@ func OutputTags(id ingest.SeriesID, model string, extra ...ingest.KV) []ingest.K
 	tags = append(tags, extra...)
 	slices.SortFunc(tags, func(a, b ingest.KV) int { return strings.Compare(a.Key, b.Key) })
 	return tags
+}
+
+// TagKeyPrefix is what OutputTagKey puts before an input tag key that
+// would collide.
+const TagKeyPrefix = "tag_"
+
+// OutputTagKey is the key an input tag is written under. It is k itself,
+// unless k
+//   - is one of the tags tsrep adds: measurement, field, model, or the key
+//     of an extra tag (run, for a replay with --run);
+//   - is a name InfluxDB or Flux keeps for itself: time (InfluxDB refuses
+//     the point), result and table (Flux's own columns), or starts with
+//     '_' (_measurement, _field, _value: a tag _value fails every Flux
+//     query of the bucket);
+//   - or already starts with TagKeyPrefix;
+//
+// in which case it is TagKeyPrefix + k. The rule is injective and
+// reversible (InputTagKey): an output key that starts with TagKeyPrefix
+// stands for the input key after the prefix, any other output key is the
+// input key itself, and no output key of an input tag is one of the tags
+// tsrep adds (those do not start with TagKeyPrefix, and are escaped when
+// they are input keys). So no two input series map to one output series.
+func OutputTagKey(k string, extra ...ingest.KV) string {
+	if escapedTagKey(k, extra) {
+		return TagKeyPrefix + k
+	}
+	return k
+}
+
+func escapedTagKey(k string, extra []ingest.KV) bool {
+	switch k {
+	case "measurement", "field", "model", "time", "result", "table":
+		return true
+	}
+	if strings.HasPrefix(k, TagKeyPrefix) || strings.HasPrefix(k, "_") {
+		return true
+	}
+	for _, x := range extra {
+		if x.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// InputTagKey is OutputTagKey's inverse: the input tag key an output tag
+// key stands for, and false for keys no input tag is written under (the
+// tags tsrep adds, and the names OutputTagKey escapes, such as Flux's
+// columns).
+func InputTagKey(out string, extra ...ingest.KV) (string, bool) {
+	if strings.HasPrefix(out, TagKeyPrefix) {
+		if k := out[len(TagKeyPrefix):]; escapedTagKey(k, extra) {
+			return k, true
+		}
+		return "", false // tag_host: no input tag is written so
+	}
+	if escapedTagKey(out, extra) {
+		return "", false
+	}
+	return out, true
 }

@@ -88,7 +88,7 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 	s.writeURL = u.String()
 
 	var version string
-	err = s.retry(ctx, "connect to InfluxDB at "+cfg.URL, func() error {
+	err = s.retry(ctx, "connect to InfluxDB at "+RedactURL(cfg.URL), func() error {
 		h, err := s.client.Health(ctx)
 		if err != nil {
 			return err
@@ -100,16 +100,16 @@ func NewInflux(ctx context.Context, cfg InfluxConfig, log *slog.Logger, obs Writ
 	})
 	if err != nil {
 		s.client.Close()
-		return nil, err
+		return nil, redactErr(err, cfg.URL)
 	}
 	// Builds from source report version "unknown"; 2.x needs an org, 1.x
 	// does not have one.
 	s.v1 = strings.HasPrefix(version, "1.") || (!strings.HasPrefix(version, "2.") && cfg.Org == "")
-	log.Info("influxdb connected", "url", cfg.URL, "version", version, "bucket", cfg.Bucket)
+	log.Info("influxdb connected", "url", RedactURL(cfg.URL), "version", version, "bucket", cfg.Bucket)
 	if cfg.CreateBucket {
 		if err := s.ensureBucket(ctx); err != nil {
 			s.Close()
-			return nil, err
+			return nil, redactErr(err, cfg.URL)
 		}
 	}
 	return s, nil
@@ -125,22 +125,31 @@ func (s *Influx) Close() error {
 }
 
 func (s *Influx) ensureBucket(ctx context.Context) error {
+	what := "create bucket " + s.cfg.Bucket
 	if s.v1 {
 		db, _, _ := strings.Cut(s.cfg.Bucket, "/")
-		return s.retry(ctx, "create database "+db, func() error { return createDatabaseV1(ctx, s.cfg.URL, s.cfg.Token, db) })
+		what = "create database " + db
 	}
-	return s.retry(ctx, "create bucket "+s.cfg.Bucket, func() error {
-		b := s.client.BucketsAPI()
-		if _, err := b.FindBucketByName(ctx, s.cfg.Bucket); err == nil {
-			return nil
-		}
-		org, err := s.client.OrganizationsAPI().FindOrganizationByName(ctx, s.cfg.Org)
-		if err != nil {
-			return fmt.Errorf("find organisation %q (influx.org): %w", s.cfg.Org, err)
-		}
-		_, err = b.CreateBucketWithName(ctx, org, s.cfg.Bucket)
-		return err
-	})
+	return s.retry(ctx, what, func() error { return s.createBucket(ctx) })
+}
+
+// createBucket creates the database (1.x) or bucket (2.x), once; it is a
+// no-op when it exists.
+func (s *Influx) createBucket(ctx context.Context) error {
+	if s.v1 {
+		db, _, _ := strings.Cut(s.cfg.Bucket, "/")
+		return createDatabaseV1(ctx, s.cfg.URL, s.cfg.Token, db)
+	}
+	b := s.client.BucketsAPI()
+	if _, err := b.FindBucketByName(ctx, s.cfg.Bucket); err == nil {
+		return nil
+	}
+	org, err := s.client.OrganizationsAPI().FindOrganizationByName(ctx, s.cfg.Org)
+	if err != nil {
+		return fmt.Errorf("find organisation %q (influx.org): %w", s.cfg.Org, err)
+	}
+	_, err = b.CreateBucketWithName(ctx, org, s.cfg.Bucket)
+	return err
 }
 
 // DropBucket deletes the database (1.8) or bucket (2.x) and everything in
@@ -310,6 +319,14 @@ func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejecte
 		var he *http2.Error
 		if errors.As(err, &he) {
 			switch {
+			case he.StatusCode == http.StatusNotFound && s.cfg.CreateBucket:
+				// The database or bucket went away (dropped while we
+				// run): create it again, then retry the write.
+				if cerr := s.createBucket(ctx); cerr != nil {
+					return fmt.Errorf("%w; re-creating it (influx.create_bucket) failed: %w", err, cerr)
+				}
+				s.log.Warn("the bucket/database was missing; re-created it (influx.create_bucket = true)", "bucket", s.cfg.Bucket)
+				return err
 			case he.StatusCode == http.StatusRequestEntityTooLarge && n > 1:
 				rejectedErr = errSplit
 				return backoff.Permanent(err)
@@ -324,7 +341,7 @@ func (s *Influx) writeChunk(ctx context.Context, chunk []byte, n int) ([]Rejecte
 		return nil, nil
 	}
 	if rejectedErr == nil {
-		return nil, err // ctx ended
+		return nil, redactErr(err, s.cfg.URL) // ctx ended
 	}
 	if n == 1 {
 		if rejectedErr == errSplit {
@@ -416,21 +433,68 @@ func (s *Influx) retry(ctx context.Context, what string, op func() error) error 
 			s.obs.WriteFailed(err, true)
 		}
 		if attempt&(attempt-1) == 0 { // 1, 2, 4, 8...: loud but not a flood
-			s.log.Warn("retrying", "op", what, "attempt", attempt, "next_in", next.Round(time.Millisecond), "err", explain(err))
+			s.log.Warn("retrying", "op", what, "attempt", attempt, "next_in", next.Round(time.Millisecond), "err", s.explain(err))
 		}
 	})
 }
 
-// explain adds what to do to the errors an operator can fix.
-func explain(err error) error {
+// explain adds what to do to the errors an operator can fix, and takes
+// any password out of URLs in them.
+func (s *Influx) explain(err error) error {
+	err = redactErr(err, s.cfg.URL)
 	var he *http2.Error
 	if errors.As(err, &he) {
-		switch he.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
+		switch {
+		case he.StatusCode == http.StatusUnauthorized, he.StatusCode == http.StatusForbidden:
 			return fmt.Errorf("%w: InfluxDB refused the credentials; check the environment variable named by influx.token_env (a 2.x token, or user:password on 1.8)", err)
-		case http.StatusNotFound:
+		case he.StatusCode == http.StatusNotFound && s.cfg.CreateBucket:
+			return fmt.Errorf("%w: no such bucket/database; re-creating it before the next attempt (influx.create_bucket = true)", err)
+		case he.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: no such bucket/database; create it or set influx.create_bucket = true", err)
+		case strings.Contains(he.Message, "retention policy not found"):
+			return fmt.Errorf("%w: the retention policy of influx.bucket (database/retention-policy) does not exist; create it "+
+				"(CREATE RETENTION POLICY ... ON <database>) or name an existing one: influx.create_bucket creates only the database", err)
 		}
 	}
 	return err
 }
+
+// RedactURL returns u with the password of its userinfo, if any, replaced
+// by "xxxxx" (url.URL.Redacted), for logs and messages. A URL that does
+// not parse is returned without anything between "://" and the first "@".
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		if i := strings.Index(u, "://"); i >= 0 {
+			if j := strings.LastIndex(u, "@"); j > i {
+				return u[:i+3] + "xxxxx" + u[j:]
+			}
+		}
+		return u
+	}
+	return p.Redacted()
+}
+
+// redactErr takes the password of url raw out of err's text, if it is in
+// it (the HTTP client strips it from its own errors; this is for the rest).
+func redactErr(err error, raw string) error {
+	p, perr := url.Parse(raw)
+	if err == nil || perr != nil || p.User == nil {
+		return err
+	}
+	pass, ok := p.User.Password()
+	if !ok || pass == "" || !strings.Contains(err.Error(), pass) {
+		return err
+	}
+	return redactedError{msg: strings.ReplaceAll(err.Error(), pass, "xxxxx"), err: err}
+}
+
+// redactedError is an error whose text had a secret taken out; it still
+// unwraps to the original for errors.As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }

@@ -103,6 +103,12 @@ func (w *Windower) LoadState(r *binenc.Reader) error {
 			s.pendV = append(s.pendV, r.F64())
 		}
 		inferring := s.interval == 0
+		if s.interval > 0 { // the ring is sized by the lateness; points are kept within [lo, hi]
+			if r.Err() == nil && s.lateness != w.latenessSlots(s.interval) {
+				r.Fail("series %q has a lateness of %d slots, want %d", s.key, s.lateness, w.latenessSlots(s.interval))
+			}
+			s.lo, s.hi = w.slotRange(s)
+		}
 		if r.Err() == nil && (s.interval < 0 || s.lateness < 0 ||
 			inferring && (s.started || len(s.pendT) == 0) || !inferring && len(s.pendT) > 0) {
 			r.Fail("series %q has an inconsistent state", s.key)

@@ -59,6 +59,20 @@ const MaxChannels = 64
 // interval when Config.Interval is 0.
 const InferPoints = 8
 
+// MaxLatenessSlots caps the lateness of a series in slots, so its ring
+// buffer holds at most Length+MaxLatenessSlots slots (9 bytes each, per
+// channel) in every mode. With a configured interval, config.Validate
+// refuses a window.lateness of more intervals than this. With an inferred
+// interval (window.interval = "auto") the lateness in slots is
+// ceil(lateness/interval), capped here: a series whose points come so
+// close together that window.lateness spans more slots (1 ns apart, as
+// seconds read as nanoseconds) keeps the last MaxLatenessSlots slots of
+// lateness, and a point later than that is Late like any other
+// (Stats.LatenessCapped counts such series). Memory per series is then
+// bounded by configuration whatever the data: a series that would need a
+// ring of 3.6·10¹² slots must not take the process down.
+const MaxLatenessSlots = 1 << 16
+
 // Outcome is what happened to a point.
 type Outcome uint8
 
@@ -69,6 +83,11 @@ const (
 	Late              // older than the allowed lateness: dropped
 	Rejected          // a new series past MaxSeries with DropNew: dropped
 	Buffered          // held while the series' interval is inferred
+	// OutOfRange: a point so near the ends of the int64 nanosecond range
+	// (years 1677 and 2262) that its windows' times, or the forecast one
+	// interval after them, could not be represented: dropped, counted in
+	// Stats.OutOfRange.
+	OutOfRange
 )
 
 // Stats counts what a Windower did. All counters only grow.
@@ -81,6 +100,10 @@ type Stats struct {
 	Evicted      uint64 // series evicted past the cap
 	Windows      uint64 // windows emitted
 	SparseWindow uint64 // windows skipped for too few observed points
+	OutOfRange   uint64 // points whose slot is outside the range windows can be emitted for
+	// LatenessCapped counts series whose inferred interval would have
+	// needed more than MaxLatenessSlots slots of lateness.
+	LatenessCapped uint64
 }
 
 // Windower holds the series of one partition. It is not safe for
@@ -132,12 +155,29 @@ func (w *Windower) Flush() {
 // Close releases the builders. Pending windows are dropped; Flush first.
 func (w *Windower) Close() { w.bb.release() }
 
+// Slots is the number of slots the series' buffers hold, all channels and
+// points pending inference included: the windowing's memory is about 9
+// bytes a slot, and at most Series() × MaxChannels (1 outside
+// multichannel mode) × (Length + MaxLatenessSlots) slots.
+func (w *Windower) Slots() int {
+	n := 0
+	w.series.Range(func(_ string, s *series) bool {
+		for k := range s.chans {
+			n += len(s.chans[k].vals)
+		}
+		n += len(s.pendT)
+		return true
+	})
+	return n
+}
+
 // series is one series' buffer (in multichannel mode, one group's). Slot s
 // holds the point nearest s*interval; the rings keep slots head-n+1 .. head.
 type series struct {
 	key      string
 	interval int64
 	lateness int64 // in slots
+	lo, hi   int64 // the slots points may have (see slotRange)
 	head     int64 // newest slot
 	nextEnd  int64 // end slot of the next window to emit
 	done     int64 // end slot of the last window emitted or skipped
@@ -287,10 +327,42 @@ func (w *Windower) addValue(s *series, t int64, c int, v float64) Outcome {
 // start fixes the series' interval and allocates its rings.
 func (w *Windower) start(s *series, interval int64) {
 	s.interval = interval
-	s.lateness = (int64(w.cfg.Lateness) + interval - 1) / interval
+	s.lateness = w.latenessSlots(interval)
+	if s.lateness == MaxLatenessSlots && w.cfg.Interval == 0 && ceilDiv(int64(w.cfg.Lateness), interval) > MaxLatenessSlots {
+		w.stats.LatenessCapped++
+	}
+	s.lo, s.hi = w.slotRange(s)
 	for i := range s.chans {
 		s.chans[i].vals, s.chans[i].obs = w.ring(s)
 	}
+}
+
+// latenessSlots is the lateness in slots of a series of the given
+// interval: ceil(lateness/interval), at most MaxLatenessSlots.
+func (w *Windower) latenessSlots(interval int64) int64 {
+	return min(ceilDiv(int64(w.cfg.Lateness), interval), MaxLatenessSlots)
+}
+
+// ceilDiv is ceil(a/b) for a >= 0, b > 0, without overflow.
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 {
+		q++
+	}
+	return q
+}
+
+// slotRange returns the slots a point of s may fall in: every window of
+// such points (its first slot is at or after the series' first point) has
+// slot times within InfluxDB's range, and so has its forecast, one
+// interval after its end; and the slot arithmetic (head + ring, window
+// ends + stride) cannot overflow. Points outside are OutOfRange.
+func (w *Windower) slotRange(s *series) (lo, hi int64) {
+	ivl := s.interval
+	lo = -(-ingest.MinTime / ivl) // ceil(MinTime/ivl)
+	hi = ingest.MaxTime/ivl - 1   // end*ivl + ivl <= MaxTime
+	margin := 4 * (int64(w.cfg.Length) + s.lateness + int64(w.cfg.Stride))
+	return max(lo, math.MinInt64+margin), min(hi, math.MaxInt64-margin)
 }
 
 func (w *Windower) infer(s *series, t int64, c int, v float64) Outcome {
@@ -341,6 +413,9 @@ func inferInterval(ts []int64) int64 {
 	d := make([]int64, len(u)-1)
 	for i := range d {
 		d[i] = u[i+1] - u[i]
+		if d[i] < 0 { // more than the int64 range apart
+			d[i] = math.MaxInt64
+		}
 	}
 	slices.Sort(d)
 	m := d[len(d)/2]
@@ -351,24 +426,36 @@ func inferInterval(ts []int64) int64 {
 			break
 		}
 	}
-	r := (m + unit/2) / unit * unit
+	r := m
+	if m <= math.MaxInt64-unit/2 {
+		r = (m + unit/2) / unit * unit
+	}
 	if r <= 0 {
 		r = m
 	}
 	return r
 }
 
-// slotOf rounds t to the nearest slot of interval ivl (epoch aligned).
+// slotOf rounds t to the nearest slot of interval ivl (epoch aligned):
+// floor((t + ivl/2) / ivl), without overflow.
 func slotOf(t, ivl int64) int64 {
-	q := (t + ivl/2) / ivl
-	if (t+ivl/2)%ivl < 0 {
-		q-- // floor for negative times
+	q, r := t/ivl, t%ivl
+	if r < 0 { // floor for negative times
+		q--
+		r += ivl
+	}
+	if r >= ivl-ivl/2 {
+		q++
 	}
 	return q
 }
 
 func (w *Windower) place(s *series, t int64, c int, v float64) Outcome {
 	slot := slotOf(t, s.interval)
+	if slot < s.lo || slot > s.hi {
+		w.stats.OutOfRange++
+		return OutOfRange
+	}
 	n := int64(w.cfg.Length) + s.lateness
 	ch := &s.chans[c]
 	if !s.started {
@@ -396,14 +483,16 @@ func (w *Windower) place(s *series, t int64, c int, v float64) Outcome {
 	}
 	// A gap longer than the ring: step through one ring's worth of slots,
 	// which emits every window that can still see a point, then jump over
-	// the windows that would hold nothing.
-	if slot-s.head > n {
+	// the windows that would hold nothing. Slots lie within [lo, hi], so
+	// their differences fit in a uint64.
+	if uint64(slot)-uint64(s.head) > uint64(n) {
 		w.advance(s, s.head+n)
 		if last := slot - 1 - s.lateness; s.nextEnd <= last {
-			k := (last-s.nextEnd)/int64(w.cfg.Stride) + 1
-			s.nextEnd += k * int64(w.cfg.Stride)
+			stride := uint64(w.cfg.Stride)
+			k := (uint64(last)-uint64(s.nextEnd))/stride + 1
+			s.nextEnd = int64(uint64(s.nextEnd) + k*stride)
 			s.done = s.nextEnd - int64(w.cfg.Stride)
-			s.seq += uint64(k)
+			s.seq += k
 		}
 		s.head = slot - 1 // the rings are all gaps now
 	}
