@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzMessagePath$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
 
 ## demo: local influxd + embedded broker + bundled ETTh1 through the whole pipeline, then a Flux query
 demo: $(INFLUXD) build
@@ -64,12 +65,12 @@ bench-openblas: $(INFLUXD) build-openblas
 	CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench 'PipelineStep|LearnStep' ./models
 	scripts/with-influxd.sh sh -c 'bin/tsrep bench throughput --influx-url "$$TSREP_INFLUX_URL" $(BENCHFLAGS)'
 
-## bench-quality: the learner on ETTh1/ETTh2 (online forecasting), ETTh1 (imputation), UCR (representations)
+## bench-quality: the learner on ETTh1/ETTh2 (online forecasting), ETTh1 (imputation), the 27 UCR sets (representations, 3 seeds, beside MiniRocket and the published figures)
 bench-quality: build
 	bin/tsrep bench forecast data/ETT/ETTh1.csv
 	bin/tsrep bench forecast data/ETT/ETTh2.csv
 	bin/tsrep bench impute data/ETT/ETTh1.csv
-	bin/tsrep bench repr data/UCR/GunPoint data/UCR/ECG200 data/UCR/ItalyPowerDemand data/UCR/Coffee data/UCR/ArrowHead
+	bin/tsrep bench repr --seeds 3 $(sort $(dir $(wildcard data/UCR/*/*_TRAIN.tsv)))
 
 influxd-start: $(INFLUXD)
 	scripts/influxd.sh start

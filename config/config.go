@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/url"
 	"os"
@@ -62,7 +63,20 @@ type Kafka struct {
 	DeadLetterTopic string `toml:"dead_letter_topic"`
 	// MaxFuture rejects points whose timestamp is further than this ahead of
 	// their Kafka message's timestamp (0 disables the check).
-	MaxFuture      Duration `toml:"max_future"`
+	MaxFuture Duration `toml:"max_future"`
+	// PrecisionTolerance is how far a point's timestamp may be from its
+	// Kafka message's timestamp before tsrep checks whether it only makes
+	// sense in another precision than Precision (seconds read as
+	// nanoseconds land in January 1970): such a point is dead-lettered
+	// with reason "precision". A timestamp no other precision explains is
+	// used however old it is (backfill). 0 disables the check.
+	PrecisionTolerance Duration `toml:"precision_tolerance"`
+	// MaxTags and MaxFields cap the tags and the fields of one point; a
+	// point with more is dead-lettered (too_many_tags, too_many_fields).
+	MaxTags   int `toml:"max_tags"`
+	MaxFields int `toml:"max_fields"`
+	// MaxFetchBytes is the largest fetch per request and the largest
+	// message accepted (larger: message_too_large).
 	MaxFetchBytes  int      `toml:"max_fetch_bytes"`
 	FetchMaxWait   Duration `toml:"fetch_max_wait"`
 	SessionTimeout Duration `toml:"session_timeout"`
@@ -162,6 +176,16 @@ type Model struct {
 	// TrainEvery learns from every this many windows of a series (ssl);
 	// all windows are still predicted.
 	TrainEvery int `toml:"train_every"`
+	// Epoch is the event-time length of one round of the group's shared
+	// encoder (ssl): the windows ending in epoch r are embedded with encoder
+	// version r, the merge of what every partition learnt in the epochs
+	// before it.
+	Epoch Duration `toml:"epoch"`
+	// SyncIdle is how long a partition that has read all of its log waits
+	// for new records before it closes its epoch, so that the group does
+	// not wait for it (0 never does: an idle partition then holds the
+	// others back until it gets data).
+	SyncIdle Duration `toml:"sync_idle"`
 }
 
 // Influx configures the InfluxDB sink.
@@ -217,13 +241,27 @@ type Pipeline struct {
 	// MaxInflightBatches bounds the batches between windowing and the sink
 	// per partition.
 	MaxInflightBatches int `toml:"max_inflight_batches"`
-	// CheckpointDir holds one state file per topic-partition. Instances of
-	// one group that should take over each other's partitions share it.
+	// StateStore is where each partition's checkpoint lives: "dir" (a file
+	// per partition under CheckpointDir: one instance, or instances sharing
+	// the directory) or "kafka" (a compacted topic, StateTopic, so that
+	// instances on different machines take over each other's partitions).
+	StateStore string `toml:"state_store"`
+	// StateTopic is the compacted topic of the "kafka" state store; empty
+	// derives it from the group: "<kafka.group>-state".
+	StateTopic string `toml:"state_topic"`
+	// CheckpointDir holds one state file per topic-partition (state_store
+	// "dir"), under a folder named after the group.
 	CheckpointDir string `toml:"checkpoint_dir"`
 	// CheckpointInterval is how often each partition's state is written and
 	// then its offset committed.
 	CheckpointInterval Duration `toml:"checkpoint_interval"`
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`
+	// OnFailure says what a partition does when it cannot make progress (a
+	// checkpoint that cannot be written, a dead-letter topic that refuses
+	// records): "retry" (with backoff, until the cause goes; /readyz and
+	// tsrep_partition_state say so meanwhile) or "exit" (the process stops
+	// with an error, for a supervisor to restart or page).
+	OnFailure string `toml:"on_failure"`
 }
 
 // HTTP configures the operations endpoints.
@@ -240,6 +278,25 @@ type Log struct {
 	Format string `toml:"format"`
 }
 
+// MaxLatenessSlots is the most slots of lateness a series' ring buffer
+// holds (windowing.MaxLatenessSlots): window.lateness may not be more
+// intervals than this with a configured interval, and with an inferred
+// one the windowing caps it here.
+const MaxLatenessSlots = 1 << 16
+
+// Warnings lists what Validate accepts but an operator should know: a
+// configuration that works, insecurely.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Kafka.SASL.Mechanism == "plain" && !c.Kafka.TLS.Enabled {
+		w = append(w, PlainSASLWarning)
+	}
+	return w
+}
+
+// PlainSASLWarning is the warning for SASL PLAIN without TLS.
+const PlainSASLWarning = "kafka.sasl.mechanism = \"plain\" without kafka.tls.enabled = true sends the Kafka password in clear text: enable kafka.tls, or use scram-sha-256/scram-sha-512"
+
 // Default returns the configuration every key falls back to.
 func Default() Config {
 	return Config{
@@ -252,10 +309,15 @@ func Default() Config {
 			Precision:       "ns",
 			DeadLetterTopic: "tsrep-dead-letters",
 			MaxFetchBytes:   8 << 20,
-			FetchMaxWait:    Duration{250 * time.Millisecond},
-			SessionTimeout:  Duration{30 * time.Second},
-			ClientID:        "tsrep",
-			SASL:            SASL{PasswordEnv: "TSREP_KAFKA_PASSWORD"},
+			// 20 years: seconds or milliseconds read as nanoseconds are
+			// 50+ years off today's message times.
+			PrecisionTolerance: Duration{20 * 365 * 24 * time.Hour},
+			MaxTags:            256,
+			MaxFields:          1024,
+			FetchMaxWait:       Duration{250 * time.Millisecond},
+			SessionTimeout:     Duration{30 * time.Second},
+			ClientID:           "tsrep",
+			SASL:               SASL{PasswordEnv: "TSREP_KAFKA_PASSWORD"},
 		},
 		Window: Window{
 			IntervalText:  "auto",
@@ -284,6 +346,8 @@ func Default() Config {
 			WeightContrast: 0.1,
 			EmbedEvery:     16,
 			TrainEvery:     8,
+			Epoch:          Duration{24 * time.Hour},
+			SyncIdle:       Duration{10 * time.Second},
 		},
 		Influx: Influx{
 			URL:               "http://127.0.0.1:8086",
@@ -298,9 +362,11 @@ func Default() Config {
 		},
 		Pipeline: Pipeline{
 			MaxInflightBatches: 4,
+			StateStore:         "dir",
 			CheckpointDir:      "var/checkpoints",
 			CheckpointInterval: Duration{5 * time.Second},
 			ShutdownTimeout:    Duration{30 * time.Second},
+			OnFailure:          "retry",
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:9464"},
 		Log:  Log{Level: "info", Format: "text"},
@@ -369,6 +435,15 @@ func (c *Config) Validate() error {
 	if k.MaxFuture.Duration < 0 {
 		bad("kafka.max_future: must be >= 0 (0 disables the check)")
 	}
+	if k.PrecisionTolerance.Duration < 0 {
+		bad("kafka.precision_tolerance: must be >= 0 (0 disables the check)")
+	}
+	if k.MaxTags < 1 || k.MaxTags > 1<<16 {
+		bad("kafka.max_tags: %d must be in [1, 65536]", k.MaxTags)
+	}
+	if k.MaxFields < 1 || k.MaxFields > 1<<16 {
+		bad("kafka.max_fields: %d must be in [1, 65536]", k.MaxFields)
+	}
 	if k.MaxFetchBytes < 1<<10 {
 		bad("kafka.max_fetch_bytes: %d is too small; use at least 1024 (default 8 MiB)", k.MaxFetchBytes)
 	}
@@ -417,8 +492,8 @@ func (c *Config) Validate() error {
 	if w.Lateness.Duration < 0 {
 		bad("window.lateness: must be >= 0")
 	}
-	if w.Lateness.Duration > 0 && w.Interval.Duration > 0 && w.Lateness.Duration/w.Interval.Duration > 1<<16 {
-		bad("window.lateness: %s is more than 65536 intervals; lower it or raise window.interval", w.Lateness)
+	if l, ivl := w.Lateness.Duration, w.Interval.Duration; l > 0 && ivl > 0 && (l/ivl > MaxLatenessSlots || l/ivl == MaxLatenessSlots && l%ivl != 0) {
+		bad("window.lateness: %s is more than %d intervals; lower it or raise window.interval", w.Lateness, MaxLatenessSlots)
 	}
 	if !(w.MinObserved > 0 && w.MinObserved <= 1) {
 		bad("window.min_observed: %v must be in (0, 1]", w.MinObserved)
@@ -468,6 +543,12 @@ func (c *Config) Validate() error {
 		if m.TrainEvery < 1 {
 			bad("model.train_every: must be >= 1")
 		}
+		if m.Epoch.Duration < time.Second {
+			bad("model.epoch: %s is too short; use at least 1s of event time", m.Epoch)
+		}
+		if m.SyncIdle.Duration < 0 {
+			bad("model.sync_idle: must be >= 0 (0: never close an epoch for an idle partition)")
+		}
 		if w.Length >= 4 && m.Order > w.Length-2 {
 			bad("model.order: %d must be at most window.length-2=%d for ssl", m.Order, w.Length-2)
 		}
@@ -510,8 +591,22 @@ func (c *Config) Validate() error {
 	if p.MaxInflightBatches < 1 {
 		bad("pipeline.max_inflight_batches: must be >= 1")
 	}
-	if p.CheckpointDir == "" {
-		bad("pipeline.checkpoint_dir: set a directory for the per-partition state files")
+	switch p.StateStore {
+	case "dir":
+		if p.CheckpointDir == "" {
+			bad("pipeline.checkpoint_dir: set a directory for the per-partition state files")
+		}
+	case "kafka":
+		if p.StateTopic != "" && !validTopic(p.StateTopic) {
+			bad("pipeline.state_topic: %q is not a valid Kafka topic name (letters, digits, '.', '_', '-'; at most 249)", p.StateTopic)
+		}
+	default:
+		bad("pipeline.state_store: %q is not one of dir, kafka", p.StateStore)
+	}
+	switch p.OnFailure {
+	case "retry", "exit":
+	default:
+		bad("pipeline.on_failure: %q is not one of retry, exit", p.OnFailure)
 	}
 	if p.CheckpointInterval.Duration <= 0 {
 		bad("pipeline.checkpoint_interval: must be > 0")
@@ -571,4 +666,51 @@ func PrecisionDuration(p string) (time.Duration, error) {
 		return time.Second, nil
 	}
 	return 0, fmt.Errorf("%q is not one of ns, us, ms, s", p)
+}
+
+// validTopic reports whether s is a legal Kafka topic name.
+func validTopic(s string) bool {
+	if s == "" || len(s) > 249 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// TopicName derives a legal Kafka topic name from a group name and a
+// suffix: characters a topic name cannot hold become '_', and when any
+// was replaced (or the name is too long) a hash of the original keeps
+// names of different groups apart.
+func TopicName(group, suffix string) string {
+	name := group + "-" + suffix
+	if validTopic(name) {
+		return name
+	}
+	var b strings.Builder
+	for _, r := range group {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	g := b.String()
+	if len(g) > 200 {
+		g = g[:200]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(group))
+	return fmt.Sprintf("%s-%08x-%s", g, h.Sum32(), suffix)
+}
+
+// StateTopicName is the compacted topic of the "kafka" state store.
+func (c *Config) StateTopicName() string {
+	if c.Pipeline.StateTopic != "" {
+		return c.Pipeline.StateTopic
+	}
+	return TopicName(c.Kafka.Group, "state")
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,17 +11,29 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
-// Checkpoints are one file per topic-partition:
+// StateStore keeps each partition's latest checkpoint body: the state of
+// its stages after every message before the offset the body records (see
+// learnStage.appendCheckpoint). A Save that returns nil is durable; a Save
+// that fails or is interrupted leaves the previous body loadable; Load
+// never returns a body that was not completely written.
+type StateStore interface {
+	Load(ctx context.Context, topic string, partition int) (body []byte, ok bool, err error)
+	Save(ctx context.Context, topic string, partition int, body []byte) error
+	// Where names a partition's checkpoint for messages (a path, a topic).
+	Where(topic string, partition int) string
+}
+
+// DirStore keeps checkpoints as one file per topic-partition:
 //
 //	magic "TSREPCKP" | version u32 | body length u64 | CRC-32C of body u32 | body
 //
 // written to a temporary file, fsynced, renamed over the old one, and the
 // directory fsynced, so a crash leaves either the old or the new file whole.
-// The body is the partition's state (see partition.appendCheckpoint).
-type CheckpointStore struct {
+type DirStore struct {
 	dir string
 }
 
@@ -38,9 +51,11 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorruptCheckpoint is wrapped by errors about unreadable checkpoint files.
 var ErrCorruptCheckpoint = errors.New("corrupt checkpoint")
 
-// NewCheckpointStore keeps checkpoints under dir/group.
-func NewCheckpointStore(dir, group string) (*CheckpointStore, error) {
-	d := filepath.Join(dir, group)
+// NewDirStore keeps checkpoints under dir/<group>, the group's name made
+// safe as one path element (see PathElement): a group named "../../x"
+// stays inside dir.
+func NewDirStore(dir, group string) (*DirStore, error) {
+	d := filepath.Join(dir, PathElement(group))
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return nil, fmt.Errorf("create checkpoint directory (pipeline.checkpoint_dir): %w", err)
 	}
@@ -53,16 +68,20 @@ func NewCheckpointStore(dir, group string) (*CheckpointStore, error) {
 			_ = os.Remove(f)
 		}
 	}
-	return &CheckpointStore{dir: d}, nil
+	return &DirStore{dir: d}, nil
 }
 
-// Path is the file of a topic-partition.
-func (s *CheckpointStore) Path(topic string, partition int) string {
-	return filepath.Join(s.dir, topic+"-"+strconv.Itoa(partition)+".ckpt")
+// Path is the file of a topic-partition. Kafka topic names cannot hold a
+// path separator, but the name is made safe all the same.
+func (s *DirStore) Path(topic string, partition int) string {
+	return filepath.Join(s.dir, PathElement(topic)+"-"+strconv.Itoa(partition)+".ckpt")
 }
 
-// Save writes body durably.
-func (s *CheckpointStore) Save(topic string, partition int, body []byte) error {
+// Where implements StateStore.
+func (s *DirStore) Where(topic string, partition int) string { return s.Path(topic, partition) }
+
+// Save implements StateStore: body is written durably.
+func (s *DirStore) Save(_ context.Context, topic string, partition int, body []byte) error {
 	path := s.Path(topic, partition)
 	tmp, err := os.CreateTemp(s.dir, filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -104,9 +123,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Load returns the body of a topic-partition's checkpoint; ok is false if
-// there is none.
-func (s *CheckpointStore) Load(topic string, partition int) (body []byte, ok bool, err error) {
+// Load implements StateStore: the body of a topic-partition's checkpoint;
+// ok is false if there is none.
+func (s *DirStore) Load(_ context.Context, topic string, partition int) (body []byte, ok bool, err error) {
 	path := s.Path(topic, partition)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -140,4 +159,28 @@ func DecodeCheckpoint(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptCheckpoint)
 	}
 	return body, nil
+}
+
+// PathElement makes name safe as one element of a file path: letters,
+// digits, '.', '_' and '-' are kept, every other byte becomes %XX (so the
+// mapping is injective), and a name of only dots is escaped whole, so
+// neither "..", a separator nor an empty name can leave the parent folder.
+func PathElement(name string) string {
+	var b strings.Builder
+	onlyDots := strings.Trim(name, ".") == ""
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+			b.WriteByte(c)
+		case c == '.' && !onlyDots:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	if b.Len() == 0 {
+		return "%"
+	}
+	return b.String()
 }

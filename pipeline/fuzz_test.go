@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/binenc"
 	"github.com/tsrep/tsrep/sinks"
 )
@@ -33,7 +32,7 @@ func fuzzPartition(t testing.TB) *partition {
 type fuzzPipe struct{ p *Pipeline }
 
 func (f fuzzPipe) fresh(t testing.TB) *partition {
-	pt, err := f.p.newPartition("t", 0)
+	pt, err := f.p.newPartition(partitionID{"t", 0}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,17 +60,16 @@ func fuzzPipeline(t testing.TB) fuzzPipe {
 // few series, its windows learnt from.
 func seedCheckpoint(t testing.TB, n int) []byte {
 	pt := fuzzPartition(t)
-	defer pt.win.Close()
-	msg := kafka.Message{Topic: "t"}
-	pt.msg = &msg
+	defer pt.close()
+	pt.win.msg = &ingest.Message{Topic: "t"}
 	for i := 0; i < n; i++ {
 		ts := time.Date(2024, 1, 1, 0, 0, i, 0, time.UTC).UnixNano()
 		line := fmt.Sprintf("m,s=%d v=%d,w=%d %d", i%3, i%11, i%5, ts)
-		pt.dec.Decode([]byte(line), ts, pt)
+		pt.win.dec.Decode([]byte(line), ts, pt.win)
 	}
-	pt.win.Flush()
+	pt.win.win.Flush()
 	var w binenc.Writer
-	pt.win.AppendState(&w)
+	pt.win.win.AppendState(&w)
 	windows := w.B
 	var body binenc.Writer
 	// learn from whatever batches the windower emitted
@@ -79,7 +77,7 @@ func seedCheckpoint(t testing.TB, n int) []byte {
 		select {
 		case it := <-pt.items:
 			if it.rec != nil {
-				if _, err := pt.learner.Step(it.rec); err != nil {
+				if _, err := pt.learn.learner.Step(it.rec); err != nil {
 					t.Fatal(err)
 				}
 				it.rec.Release()
@@ -89,7 +87,7 @@ func seedCheckpoint(t testing.TB, n int) []byte {
 		}
 		break
 	}
-	pt.appendCheckpoint(&body, windows, int64(n))
+	pt.learn.appendCheckpoint(&body, windows, int64(n))
 	return body.B
 }
 
@@ -102,8 +100,8 @@ func FuzzCheckpointBody(f *testing.F) {
 	fp := fuzzPipeline(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		pt := fp.fresh(t)
-		defer pt.win.Close()
-		_, _ = pt.loadCheckpoint(body)
+		defer pt.close()
+		_, _ = pt.learn.loadCheckpoint(body, pt.win)
 	})
 }
 
@@ -111,11 +109,11 @@ func FuzzCheckpointBody(f *testing.F) {
 // refuses anything it did not write.
 func FuzzCheckpointFile(f *testing.F) {
 	dir := f.TempDir()
-	s, err := NewCheckpointStore(dir, "g")
+	s, err := NewDirStore(dir, "g")
 	if err != nil {
 		f.Fatal(err)
 	}
-	if err := s.Save("t", 0, seedCheckpoint(f, 40)); err != nil {
+	if err := s.Save(context.Background(), "t", 0, seedCheckpoint(f, 40)); err != nil {
 		f.Fatal(err)
 	}
 	b, err := os.ReadFile(s.Path("t", 0))
@@ -128,8 +126,8 @@ func FuzzCheckpointFile(f *testing.F) {
 		body, err := DecodeCheckpoint(b)
 		if err == nil {
 			pt := fp.fresh(t)
-			defer pt.win.Close()
-			_, _ = pt.loadCheckpoint(body)
+			defer pt.close()
+			_, _ = pt.learn.loadCheckpoint(body, pt.win)
 		}
 	})
 }
@@ -141,8 +139,8 @@ func TestCheckpointSeedsRestore(t *testing.T) {
 	for _, n := range []int{0, 3, 40, 200} {
 		body := seedCheckpoint(t, n)
 		pt := fuzzPartition(t)
-		next, err := pt.loadCheckpoint(body)
-		pt.win.Close()
+		next, err := pt.learn.loadCheckpoint(body, pt.win)
+		pt.close()
 		if err != nil || next != int64(n) {
 			t.Fatalf("seed of %d points: next %d, err %v", n, next, err)
 		}

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ type Metrics struct {
 	Duplicates     prometheus.Counter
 	SeriesEvicted  prometheus.Counter
 	SeriesRejected prometheus.Counter
+	LatenessCapped prometheus.Counter
 	Series         *prometheus.GaugeVec // topic, partition
 	Lag            *prometheus.GaugeVec // topic, partition
 	Batches        prometheus.Counter
@@ -35,10 +35,10 @@ type Metrics struct {
 	CommitErrors   prometheus.Counter
 	Checkpoints    prometheus.Counter
 	CheckpointTime *prometheus.GaugeVec // topic, partition: Unix time of the last checkpoint
-	ckptAge        *ageCollector
 	Inflight       prometheus.Gauge
 	FetchErrors    prometheus.Counter
-	OffsetResets   prometheus.Counter
+	OffsetResets   *prometheus.CounterVec // reason: before_log_start, past_log_end
+	StageFailures  *prometheus.CounterVec // step: write checkpoint, write dead letters
 }
 
 // NewMetrics registers the metrics on reg.
@@ -80,6 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Duplicates:     ctr("duplicate_points_total", "Points that replaced an earlier point of the same slot."),
 		SeriesEvicted:  ctr("series_evicted_total", "Series evicted past window.max_series (evict_lru)."),
 		SeriesRejected: ctr("series_rejected_points_total", "Points of new series dropped past window.max_series (drop_new)."),
+		LatenessCapped: ctr("lateness_capped_series_total", "Series whose inferred interval is so fine that window.lateness is more than 65,536 of its slots: their lateness is capped there."),
 		Series:         gaugeVec("series", "Series held.", "topic", "partition"),
 		Lag:            gaugeVec("consumer_lag", "Messages behind the partition's high watermark.", "topic", "partition"),
 		Batches:        ctr("batches_total", "Window batches learnt from."),
@@ -94,39 +95,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Checkpoints:    ctr("checkpoints_total", "Checkpoints written."),
 		CheckpointTime: gaugeVec("checkpoint_timestamp_seconds", "Unix time of the partition's last checkpoint.", "topic", "partition"),
 		FetchErrors:    ctr("fetch_errors_total", "Failed Kafka fetches (each is retried after reconnecting)."),
-		OffsetResets:   ctr("offset_resets_total", "Partitions moved to their earliest offset because the next one was deleted (data lost to retention)."),
-		Inflight:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tsrep", Name: "inflight_batches", Help: "Batches between windowing and the sink."}),
+		OffsetResets: ctrVec("offset_resets_total", "Partitions moved because their offset was outside the log: before_log_start "+
+			"(deleted by retention: those records are lost), past_log_end (the topic was recreated or the broker replaced; continued where kafka.start says).", "reason"),
+		StageFailures: ctrVec("stage_failures_total", "Failed attempts of a partition's durable steps (each retried with backoff, or fatal with pipeline.on_failure = exit), by step.", "step"),
+		Inflight:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tsrep", Name: "inflight_batches", Help: "Batches between windowing and the sink."}),
 	}
 	f(m.Inflight)
-	m.ckptAge = &ageCollector{desc: prometheus.NewDesc("tsrep_checkpoint_age_seconds",
-		"Seconds since the partition's last checkpoint (and so the age of its committed offset).", []string{"topic", "partition"}, nil),
-		now: time.Now}
-	f(m.ckptAge)
 	return m
-}
-
-// checkpointed records a partition's checkpoint time for the age gauge.
-func (m *Metrics) checkpointed(topic, partition string, t time.Time) {
-	m.CheckpointTime.WithLabelValues(topic, partition).Set(float64(t.Unix()))
-	m.ckptAge.times.Store([2]string{topic, partition}, t)
-}
-
-// ageCollector reports checkpoint ages computed at scrape time.
-type ageCollector struct {
-	desc  *prometheus.Desc
-	times sync.Map // [2]string{topic, partition} -> time.Time
-	now   func() time.Time
-}
-
-func (c *ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c *ageCollector) Collect(ch chan<- prometheus.Metric) {
-	now := c.now()
-	c.times.Range(func(k, v any) bool {
-		l := k.([2]string)
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, now.Sub(v.(time.Time)).Seconds(), l[0], l[1])
-		return true
-	})
 }
 
 // WriteDone implements sinks.WriteObserver.

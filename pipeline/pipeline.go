@@ -1,9 +1,9 @@
 // Package pipeline wires tsrep's stages for each Kafka partition this
 // instance owns:
 //
-//	fetch → decode → window (Arrow batches) ─bounded channel─▶ learn → encode → write → dead-letter → checkpoint → commit
+//	fetch → decode → window (Arrow batches) ─bounded channel─▶ learn → encode ─▶ write → dead-letter → checkpoint → commit
 //
-// The first stage runs ahead of the second by at most
+// The windowing stage runs ahead of the learning stage by at most
 // pipeline.max_inflight_batches batches. Offsets are committed only after
 // the checkpoint that covers them is durable, and a checkpoint is written
 // only after every result derived from the messages before it is in
@@ -11,6 +11,10 @@
 // the last checkpoint, recomputes the same results (learning is
 // deterministic) and overwrites them: nothing is lost and nothing is
 // duplicated.
+//
+// Everything that speaks Kafka lives in package ingest, behind its Source,
+// Committer and Offsets interfaces; this package reads no wall clock but
+// the injected one (internal/clock).
 package pipeline
 
 import (
@@ -22,10 +26,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/internal/clock"
 	"github.com/tsrep/tsrep/models"
 	"github.com/tsrep/tsrep/sinks"
 )
@@ -39,6 +42,8 @@ type Writer interface {
 
 // DeadLetterer stores dead-letter records (ingest.DeadLetterWriter).
 type DeadLetterer interface {
+	// Write returns once the records are stored, or with the error that
+	// kept them from being stored (the caller retries).
 	Write(ctx context.Context, dls []ingest.DeadLetter) error
 }
 
@@ -47,17 +52,24 @@ type Options struct {
 	Config  config.Config
 	Log     *slog.Logger
 	Metrics *Metrics
-	Sink    Writer
+	// Health receives each partition's state; nil makes one unregistered.
+	Health *Health
+	Sink   Writer
 	// DeadLetters may be nil: bad input is then only counted and logged.
 	DeadLetters DeadLetterer
-	Dialer      *kafka.Dialer
+	// Kafka is the cluster; nil makes one from Config.Kafka.
+	Kafka *ingest.Cluster
+	// State keeps the checkpoints; nil makes the store pipeline.state_store
+	// names (on first use, as the Kafka store needs the cluster).
+	State StateStore
 	// UntilEnd stops once every assigned partition has reached the end
 	// offset it had when it was assigned (demo, tests, backfill).
 	UntilEnd bool
 	// NewLearner makes a partition's learner; nil means from Config.Model.
-	NewLearner func() (models.Learner, error)
-	// Now is the clock of the flush and checkpoint timers (not of any data).
-	Now func() time.Time
+	NewLearner func(topic string, partition int) (models.Learner, error)
+	// Clock paces the flush, checkpoint, idle and retry timers (not any
+	// data); nil is the system clock.
+	Clock clock.Clock
 	// WarmupFrom, if set, starts partitions that have no checkpoint at the
 	// first record at or after it, so the learner warms up on history
 	// before reaching the live end.
@@ -72,17 +84,21 @@ type Options struct {
 
 // Pipeline runs the stages for the partitions the group assigns.
 type Pipeline struct {
-	o      Options
-	cfg    config.Config
-	log    *slog.Logger
-	m      *Metrics
-	ckpt   *CheckpointStore
-	client *kafka.Client
+	o   Options
+	cfg config.Config
+	log *slog.Logger
+	m   *Metrics
+	env *stageEnv
 	// ends are the topics' end offsets when an UntilEnd run started.
 	ends map[string]map[int]int64
+
+	storeMu sync.Mutex
+	store   StateStore
+	// checker probes the sink for /readyz (RunService sets it).
+	checker SinkChecker
 }
 
-// New checks the options and opens the checkpoint store.
+// New checks the options. Nothing is connected until Run or Replay.
 func New(o Options) (*Pipeline, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -93,40 +109,83 @@ func New(o Options) (*Pipeline, error) {
 	if o.Sink == nil {
 		return nil, errors.New("pipeline: no sink")
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Health == nil {
+		o.Health = NewHealth(nil, o.Clock)
+	}
+	if o.Kafka == nil {
+		k, err := ingest.NewCluster(o.Config.Kafka)
+		if err != nil {
+			return nil, err
+		}
+		o.Kafka = k
 	}
 	if o.NewLearner == nil {
-		mc := o.Config.Model
-		o.NewLearner = func() (models.Learner, error) { return NewLearner(o.Config) }
-		if _, err := NewLearner(o.Config); err != nil {
-			return nil, fmt.Errorf("model %s: %w", mc.Kind, err)
+		cfg := o.Config
+		o.NewLearner = func(string, int) (models.Learner, error) { return NewLearner(cfg) }
+		if _, err := NewLearner(cfg); err != nil {
+			return nil, fmt.Errorf("model %s: %w", cfg.Model.Kind, err)
 		}
 	}
-	ckpt, err := NewCheckpointStore(o.Config.Pipeline.CheckpointDir, o.Config.Kafka.Group)
+	p := &Pipeline{o: o, cfg: o.Config, log: o.Log, m: o.Metrics, store: o.State}
+	p.env = &stageEnv{
+		cfg: o.Config, m: o.Metrics, health: o.Health, clock: o.Clock,
+		progress: o.Progress, timing: o.Timing, extraTags: o.ExtraTags, baseLog: o.Log,
+	}
+	return p, nil
+}
+
+// stateStore returns the checkpoint store, opening it on first use.
+func (p *Pipeline) stateStore(ctx context.Context) (StateStore, error) {
+	p.storeMu.Lock()
+	defer p.storeMu.Unlock()
+	if p.store != nil {
+		return p.store, nil
+	}
+	var err error
+	switch p.cfg.Pipeline.StateStore {
+	case "kafka":
+		parts := 1
+		for _, t := range p.cfg.Kafka.Topics {
+			ends, err := p.o.Kafka.Ends(ctx, t)
+			if err != nil {
+				return nil, err
+			}
+			parts = max(parts, len(ends))
+		}
+		p.store, err = p.o.Kafka.StateStore(ctx, p.cfg.StateTopicName(), parts)
+	default:
+		p.store, err = NewDirStore(p.cfg.Pipeline.CheckpointDir, p.cfg.Kafka.Group)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{
-		o: o, cfg: o.Config, log: o.Log, m: o.Metrics, ckpt: ckpt,
-		client: ingest.NewClient(o.Config.Kafka.Brokers, o.Dialer),
-	}, nil
+	return p.store, nil
+}
+
+// SSLConfig is the ssl learner's configuration from cfg's [model] and
+// [window] sections (without a Sync: the caller sets it).
+func SSLConfig(cfg config.Config) models.SSLConfig {
+	m := cfg.Model
+	c := models.DefaultSSLConfig(m.Name, cfg.Window.Length, cfg.Window.Stride)
+	c.Dim, c.Hidden, c.TrainBatch = m.Dim, m.Hidden, m.TrainBatch
+	c.MaxSeries = cfg.Window.MaxSeries
+	c.LearningRate, c.Temperature = m.LearningRate, m.Temperature
+	c.ARLags = min(m.Order, cfg.Window.Length-2)
+	c.EmbedEvery, c.TrainEvery = m.EmbedEvery, m.TrainEvery
+	c.Multichannel = cfg.Window.Multichannel
+	c.Epoch = int64(m.Epoch.Duration)
+	c.Seed = uint64(m.Seed)
+	return c
 }
 
 // NewLearner builds the learner configured in cfg.Model.
 func NewLearner(cfg config.Config) (models.Learner, error) {
 	switch cfg.Model.Kind {
 	case "ssl":
-		m := cfg.Model
-		c := models.DefaultSSLConfig(m.Name, cfg.Window.Length, cfg.Window.Stride)
-		c.Dim, c.Hidden, c.TrainBatch = m.Dim, m.Hidden, m.TrainBatch
-		c.MaxSeries = cfg.Window.MaxSeries
-		c.LearningRate, c.Temperature = m.LearningRate, m.Temperature
-		c.WeightForecast, c.WeightImpute, c.WeightContrast = m.WeightForecast, m.WeightImpute, m.WeightContrast
-		c.ARLags, c.Forgetting = m.Order, m.Forgetting
-		c.EmbedEvery, c.TrainEvery = m.EmbedEvery, m.TrainEvery
-		c.Seed = uint64(m.Seed)
-		return models.NewSSL(c)
+		return models.NewSSL(SSLConfig(cfg))
 	case "none":
 		return models.NewNull(cfg.Model.Name, 64), nil
 	case "rls":
@@ -149,7 +208,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if p.o.UntilEnd {
 		p.ends = map[string]map[int]int64{}
 		for _, t := range p.cfg.Kafka.Topics {
-			e, err := ingest.EndOffsets(ctx, p.client, t)
+			e, err := p.o.Kafka.Ends(ctx, t)
 			if err != nil {
 				return err
 			}
@@ -158,15 +217,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	var runErr error
 	var errOnce sync.Once
-	err := ingest.RunGroup(ctx, ingest.GroupConfig{
-		Brokers:        p.cfg.Kafka.Brokers,
-		Topics:         p.cfg.Kafka.Topics,
-		Group:          p.cfg.Kafka.Group,
-		SessionTimeout: p.cfg.Kafka.SessionTimeout.Duration,
-		Dialer:         p.o.Dialer,
-		Log:            p.log,
-	}, func(gctx context.Context, g *ingest.Generation) {
-		caughtUp, err := p.runGeneration(gctx, ctx, g)
+	err := p.o.Kafka.RunGroup(ctx, p.log, func(gctx context.Context, g *ingest.Generation) {
+		caughtUp, err := p.runGeneration(gctx, g)
 		if err != nil {
 			errOnce.Do(func() { runErr = err })
 			stop()
@@ -193,17 +245,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return err
 }
 
-// runGeneration runs one partition worker per assignment until gctx ends
+// runGeneration runs one partition per assignment until gctx ends
 // (rebalance or shutdown), or with UntilEnd until all are caught up, which
-// it reports (false for a generation without partitions). A
-// partition that fails to start (corrupt checkpoint) fails the run.
-func (p *Pipeline) runGeneration(gctx, runCtx context.Context, g *ingest.Generation) (bool, error) {
+// it reports (false for a generation without partitions). A partition
+// that fails (a corrupt checkpoint, on_failure = "exit") fails the run.
+func (p *Pipeline) runGeneration(gctx context.Context, g *ingest.Generation) (bool, error) {
 	// The drain context outlives gctx by the shutdown timeout, so in-flight
 	// work can still be written and committed after a stop is requested.
 	dctx, cancelDrain := context.WithCancel(context.WithoutCancel(gctx))
 	defer cancelDrain()
 	stopTimer := context.AfterFunc(gctx, func() {
-		time.AfterFunc(p.cfg.Pipeline.ShutdownTimeout.Duration, cancelDrain)
+		select {
+		case <-p.env.clock.After(p.cfg.Pipeline.ShutdownTimeout.Duration):
+		case <-dctx.Done():
+		}
+		cancelDrain()
 	})
 	defer stopTimer()
 
@@ -278,13 +334,9 @@ func (p *Pipeline) allCommitted(ctx context.Context) (bool, error) {
 		for part := range ends {
 			parts = append(parts, part)
 		}
-		resp, err := p.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: p.cfg.Kafka.Group, Topics: map[string][]int{topic: parts}})
+		committed, err := p.o.Kafka.Committed(ctx, p.cfg.Kafka.Group, topic, parts)
 		if err != nil {
 			return false, err
-		}
-		committed := map[int]int64{}
-		for _, po := range resp.Topics[topic] {
-			committed[po.Partition] = po.CommittedOffset
 		}
 		for part, end := range ends {
 			if end > 0 && committed[part] < end {
@@ -300,7 +352,7 @@ func (p *Pipeline) endOffset(ctx context.Context, topic string, part int) (int64
 	if e, ok := p.ends[topic][part]; ok {
 		return e, nil
 	}
-	ends, err := ingest.EndOffsets(ctx, p.client, topic) // a partition added since the start
+	ends, err := p.o.Kafka.Ends(ctx, topic) // a partition added since the start
 	if err != nil {
 		return 0, err
 	}

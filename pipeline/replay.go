@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/tsrep/tsrep/feed"
 	"github.com/tsrep/tsrep/ingest"
 )
@@ -33,17 +31,17 @@ func (r Range) Messages() int64 { return max(0, r.End-r.Start) }
 func (p *Pipeline) KafkaRanges(ctx context.Context, from, to time.Time) ([]Range, error) {
 	var out []Range
 	for _, topic := range p.cfg.Kafka.Topics {
-		ends, err := ingest.EndOffsets(ctx, p.client, topic)
+		ends, err := p.o.Kafka.Ends(ctx, topic)
 		if err != nil {
 			return nil, err
 		}
 		for part, end := range ends {
 			r := Range{Topic: topic, Partition: part, End: end}
-			if r.Start, err = ingest.ResolveOffset(ctx, p.client, topic, part, ingest.StartTime, from); err != nil {
+			if r.Start, err = p.o.Kafka.At(ctx, topic, part, from); err != nil {
 				return nil, err
 			}
 			if !to.IsZero() {
-				if r.End, err = ingest.ResolveOffset(ctx, p.client, topic, part, ingest.StartTime, to); err != nil {
+				if r.End, err = p.o.Kafka.At(ctx, topic, part, to); err != nil {
 					return nil, err
 				}
 			}
@@ -59,9 +57,9 @@ func (p *Pipeline) KafkaRanges(ctx context.Context, from, to time.Time) ([]Range
 // fresh state (or the learner Options.NewLearner gives). Points keep their
 // timestamps, so replaying a range again overwrites the same points.
 func (p *Pipeline) Replay(ctx context.Context, ranges []Range) error {
-	return p.replay(ctx, len(ranges), func(i int) (string, int, Source, int64, int64, func(), error) {
+	return p.replay(ctx, len(ranges), func(i int) (string, int, ingest.Source, int64, int64, func(), error) {
 		r := ranges[i]
-		src := p.newKafkaSource(r.Topic, r.Partition, r.Start, p.log.With("topic", r.Topic, "partition", r.Partition))
+		src := p.newReader(partitionID{r.Topic, r.Partition}, r.Start)
 		return r.Topic, r.Partition, src, r.Start, r.End, src.Close, nil
 	})
 }
@@ -76,29 +74,21 @@ func (p *Pipeline) ReplayMessages(ctx context.Context, topic string, partitions 
 	if partitions < 1 {
 		return errors.New("replay: partitions must be at least 1")
 	}
-	parts := make([][]kafka.Message, partitions)
-	ids := make([]int, partitions)
-	for i := range ids {
-		ids[i] = i
-	}
-	h := &kafka.Hash{}
+	parts := make([][]ingest.Message, partitions)
 	for _, m := range feed.Between(msgs, from, to) {
-		km := kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Time: time.Unix(0, m.Time)}
-		part := 0
-		if m.Key != nil {
-			part = h.Balance(km, ids...)
-		}
-		km.Partition = part
-		km.Offset = int64(len(parts[part]))
-		parts[part] = append(parts[part], km)
+		part := ingest.PartitionOf(m.Key, partitions)
+		parts[part] = append(parts[part], ingest.Message{
+			Topic: topic, Partition: part, Offset: int64(len(parts[part])),
+			Key: m.Key, Value: m.Value, Time: time.Unix(0, m.Time),
+		})
 	}
-	return p.replay(ctx, partitions, func(i int) (string, int, Source, int64, int64, func(), error) {
+	return p.replay(ctx, partitions, func(i int) (string, int, ingest.Source, int64, int64, func(), error) {
 		return topic, i, &memSource{msgs: parts[i]}, 0, int64(len(parts[i])), func() {}, nil
 	})
 }
 
 // replay runs n partitions given by open, in parallel.
-func (p *Pipeline) replay(ctx context.Context, n int, open func(i int) (topic string, part int, src Source, start, end int64, close func(), err error)) error {
+func (p *Pipeline) replay(ctx context.Context, n int, open func(i int) (topic string, part int, src ingest.Source, start, end int64, close func(), err error)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := 0; i < n; i++ {
@@ -114,13 +104,14 @@ func (p *Pipeline) replay(ctx context.Context, n int, open func(i int) (topic st
 			if start >= end {
 				return
 			}
-			pt, err := p.newPartition(topic, part)
+			id := partitionID{topic, part}
+			pt, err := p.newPartition(id, nil, nil)
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			defer pt.win.Close()
-			pt.log.Info("replaying", "start_offset", start, "end_offset", end)
+			defer pt.close()
+			p.env.log(id).Info("replaying", "start_offset", start, "end_offset", end)
 			if err := pt.run(ctx, ctx, src, start, end); err != nil {
 				errs[i] = fmt.Errorf("replay %s/%d: %w", topic, part, err)
 			}
@@ -135,16 +126,16 @@ func (p *Pipeline) replay(ctx context.Context, n int, open func(i int) (topic st
 
 // memSource serves messages from memory.
 type memSource struct {
-	msgs []kafka.Message
+	msgs []ingest.Message
 	i    int
 }
 
-func (s *memSource) FetchMessage(ctx context.Context) (kafka.Message, error) {
+func (s *memSource) Fetch(ctx context.Context) (ingest.Message, error) {
 	if err := ctx.Err(); err != nil {
-		return kafka.Message{}, err
+		return ingest.Message{}, err
 	}
 	if s.i >= len(s.msgs) {
-		return kafka.Message{}, io.EOF
+		return ingest.Message{}, io.EOF
 	}
 	s.i++
 	return s.msgs[s.i-1], nil

@@ -22,7 +22,10 @@ type ServiceOptions struct {
 	// UntilEnd stops once every assigned partition is caught up.
 	UntilEnd bool
 	// NewLearner overrides the learner built from the config.
-	NewLearner func() (models.Learner, error)
+	NewLearner func(topic string, partition int) (models.Learner, error)
+	// Health, if set, receives the partitions' states and the sink's
+	// probes (for /readyz); nil makes one registered on Registry.
+	Health *Health
 	// Ready is called once the sink is connected and the group is about to
 	// be joined.
 	Ready func()
@@ -76,9 +79,14 @@ func RunService(ctx context.Context, cfg config.Config, o ServiceOptions) error 
 		return err
 	}
 	defer closeAll()
+	p.o.Health.SetConnected()
 	if o.Ready != nil {
 		o.Ready()
 	}
+	pctx, stopProbe := context.WithCancel(ctx)
+	probed := make(chan struct{})
+	go func() { defer close(probed); p.probeSink(pctx) }()
+	defer func() { stopProbe(); <-probed }()
 	t0 := time.Now()
 	err = p.Run(ctx)
 	p.log.Info("pipeline stopped", "after", time.Since(t0).Round(time.Millisecond), "err", err)
@@ -93,7 +101,13 @@ func Connect(ctx context.Context, cfg config.Config, o ServiceOptions) (*Pipelin
 		log = slog.Default()
 	}
 	m := NewMetrics(o.Registry)
-	dialer, err := ingest.NewDialer(cfg.Kafka)
+	if o.Health == nil {
+		o.Health = NewHealth(o.Registry, nil)
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	cluster, err := ingest.NewCluster(cfg.Kafka)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,13 +122,12 @@ func Connect(ctx context.Context, cfg config.Config, o ServiceOptions) (*Pipelin
 		}
 	}
 	var dlq DeadLetterer
-	if cfg.Kafka.DeadLetterTopic != "" {
-		w := ingest.NewDeadLetterWriter(cfg.Kafka.Brokers, dialer, cfg.Kafka.DeadLetterTopic, log)
+	if w := cluster.DeadLetters(log); w != nil {
 		closers = append(closers, func() { w.Close() })
 		dlq = w
 	}
 	p, err := New(Options{
-		Config: cfg, Log: log, Metrics: m, Sink: influx, DeadLetters: dlq, Dialer: dialer,
+		Config: cfg, Log: log, Metrics: m, Health: o.Health, Sink: influx, DeadLetters: dlq, Kafka: cluster,
 		UntilEnd: o.UntilEnd, NewLearner: o.NewLearner, ExtraTags: o.ExtraTags, Progress: o.Progress,
 		WarmupFrom: o.WarmupFrom, Timing: o.Timing,
 	})
@@ -122,5 +135,54 @@ func Connect(ctx context.Context, cfg config.Config, o ServiceOptions) (*Pipelin
 		closeAll()
 		return nil, nil, err
 	}
+	p.checker = influx
 	return p, closeAll, nil
 }
+
+// SinkChecker probes the sink (sinks.Influx).
+type SinkChecker interface {
+	Check(ctx context.Context) error
+}
+
+// sinkProbeEvery is how often the sink is probed for /readyz.
+const sinkProbeEvery = 5 * time.Second
+
+// probeSink probes the sink every sinkProbeEvery until ctx ends, and
+// records each outcome in the health (and logs a change).
+func (p *Pipeline) probeSink(ctx context.Context) {
+	if p.checker == nil {
+		return
+	}
+	t := p.env.clock.NewTicker(sinkProbeEvery)
+	defer t.Stop()
+	last := ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, sinkProbeEvery)
+		err := p.checker.Check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		p.o.Health.SinkChecked(err)
+		now := ""
+		if err != nil {
+			now = err.Error()
+		}
+		if now != last {
+			if err != nil {
+				p.log.Error("influxdb check failed: not ready", "err", err)
+			} else if last != "" {
+				p.log.Info("influxdb check passes again")
+			}
+			last = now
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// Health is the pipeline's health, for /readyz.
+func (p *Pipeline) Health() *Health { return p.o.Health }

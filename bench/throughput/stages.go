@@ -26,7 +26,7 @@ var stageRules = []struct {
 	name     string
 	patterns []string
 }{
-	{"checkpoint+commit", []string{"pipeline.(*CheckpointStore).Save", "pipeline.(*partition).appendCheckpoint", "ingest.(*Generation).Commit", "windowing.(*Windower).AppendState"}},
+	{"checkpoint+commit", []string{"pipeline.(*DirStore).Save", "ingest.(*KafkaStateStore).Save", "pipeline.(*learnStage).appendCheckpoint", "ingest.(*Generation).Commit", "windowing.(*Windower).AppendState"}},
 	{"arrow build", []string{"windowing.(*batchBuilder)"}},
 	{"decode", []string{"tsrep/ingest.(*LineProtocol)", "tsrep/ingest.(*JSON)", "tsrep/ingest.(*lpParser)", "tsrep/ingest.(*pointBuilder)"}},
 	{"windowing", []string{"tsrep/windowing."}},

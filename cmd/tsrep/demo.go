@@ -22,6 +22,7 @@ import (
 	"github.com/tsrep/tsrep/internal/broker"
 	"github.com/tsrep/tsrep/pipeline"
 	"github.com/tsrep/tsrep/query"
+	"github.com/tsrep/tsrep/sinks"
 )
 
 func init() { registry = append(registry, newDemoCmd) }
@@ -133,7 +134,7 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string, hide f
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nread back from InfluxDB (%s, bucket %s) with Flux:\n\n", cfg.Influx.URL, bucket)
+	fmt.Printf("\nread back from InfluxDB (%s, bucket %s) with Flux:\n\n", sinks.RedactURL(cfg.Influx.URL), bucket)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "series\tforecasts\tscored\tMAE (tsrep)\tMAE (last value)\tratio\t")
 	var sum, sumBase float64

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	rpprof "runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,10 +45,13 @@ func newRunCmd() *cobra.Command {
 				defer cancel()
 				failed := 0
 				for _, c := range pipeline.Preflight(ctx, cfg, log) {
-					if c.Err != nil {
+					switch {
+					case c.Err != nil:
 						failed++
 						fmt.Printf("FAIL  %s: %v\n", c.What, c.Err)
-					} else {
+					case c.Warning != "":
+						fmt.Printf("WARN  %s: %s\n", c.What, c.Warning)
+					default:
 						fmt.Printf("ok    %s: %s\n", c.What, c.Note)
 					}
 				}
@@ -82,15 +86,14 @@ func newRunCmd() *cobra.Command {
 				}()
 			}
 			var tm pipeline.Timing
-			ready := make(chan struct{})
-			stopOps, err := startOps(cfg.HTTP, reg, ready, log)
+			health := pipeline.NewHealth(reg, nil)
+			stopOps, err := startOps(cfg.HTTP, reg, health.Ready, log)
 			if err != nil {
 				return err
 			}
 			defer stopOps()
 			err = pipeline.RunService(cmd.Context(), cfg, pipeline.ServiceOptions{
-				Log: log, Registry: reg, UntilEnd: untilEnd, WarmupFrom: warmFrom, Timing: &tm,
-				Ready: func() { close(ready) },
+				Log: log, Registry: reg, UntilEnd: untilEnd, WarmupFrom: warmFrom, Timing: &tm, Health: health,
 			})
 			if err != nil {
 				return err
@@ -120,10 +123,11 @@ func newLogger(c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, o))
 }
 
-// startOps serves /metrics, /healthz and /readyz (ready once ready is
-// closed), and /debug/pprof/ if enabled, on http.listen; an empty address
-// serves nothing. The returned func stops it.
-func startOps(c config.HTTP, reg *prometheus.Registry, ready <-chan struct{}, log *slog.Logger) (func(), error) {
+// startOps serves /metrics, /healthz (the process runs) and /readyz
+// (ready says whether it is doing its job, and if not why), and
+// /debug/pprof/ if enabled, on http.listen; an empty address serves
+// nothing. The returned func stops it.
+func startOps(c config.HTTP, reg *prometheus.Registry, ready func() (bool, []string), log *slog.Logger) (func(), error) {
 	addr := c.Listen
 	if addr == "" {
 		return func() {}, nil
@@ -132,12 +136,12 @@ func startOps(c config.HTTP, reg *prometheus.Registry, ready <-chan struct{}, lo
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-ready:
+		ok, why := ready()
+		if ok {
 			fmt.Fprintln(w, "ready")
-		default:
-			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
 		}
+		http.Error(w, "not ready:\n"+strings.Join(why, "\n"), http.StatusServiceUnavailable)
 	})
 	if c.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

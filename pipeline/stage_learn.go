@@ -1,0 +1,239 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/internal/binenc"
+	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/sinks"
+)
+
+// writeJob is what the learning stage hands to the writing stage: encoded
+// results, dead letters and, at a checkpoint, the partition's complete
+// state, in stream order.
+type writeJob struct {
+	lines []byte
+	dls   []ingest.DeadLetter
+	ckpt  []byte // a checkpoint body covering the messages before next
+	next  int64
+}
+
+// learnStage learns from each batch of windows (predict, then learn),
+// scores the forecasts that came due, and encodes the results as line
+// protocol, handing them with the dead letters and checkpoints to the
+// writing stage in order. It owns the learner, the forecast scorer and the
+// encoder.
+type learnStage struct {
+	env     *stageEnv
+	id      partitionID
+	learner models.Learner
+	preq    *models.Prequential
+	enc     *sinks.Encoder
+	in      <-chan *item
+	out     chan<- *writeJob
+	// bufs returns line buffers the writing stage is done with.
+	bufs   <-chan []byte
+	abort  <-chan struct{}
+	failed error
+}
+
+func newLearnStage(env *stageEnv, id partitionID, learner models.Learner, in <-chan *item, out chan<- *writeJob, bufs <-chan []byte, abort <-chan struct{}) *learnStage {
+	cfg := env.cfg
+	return &learnStage{
+		env: env, id: id, learner: learner, in: in, out: out, bufs: bufs, abort: abort,
+		preq: models.NewPrequential(cfg.Window.MaxSeries),
+		enc:  sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries, env.extraTags...),
+	}
+}
+
+// errAborted is returned when another stage gave up first.
+var errAborted = errors.New("partition stopped")
+
+// run consumes items until the channel from the windowing stage is
+// closed, then closes the channel to the writing stage. A learner error
+// stops the partition (fail is called); items after it are released
+// unread.
+func (s *learnStage) run(ctx context.Context, fail func(error)) error {
+	defer close(s.out)
+	for it := range s.in {
+		s.env.m.Inflight.Dec()
+		if s.failed != nil {
+			if it.rec != nil {
+				it.rec.Release()
+			}
+			continue
+		}
+		if err := s.learnItem(ctx, it); err != nil {
+			s.failed = err
+			if !errors.Is(err, errAborted) {
+				fail(err)
+			}
+		}
+	}
+	if errors.Is(s.failed, errAborted) {
+		return nil // the stage that aborted says why
+	}
+	return s.failed
+}
+
+// learnItem learns from an item's batch, and hands a write job over when
+// the results fill a request of influx.batch_points lines, at a checkpoint
+// (the results before it must be written before it), when there are dead
+// letters, or when the stage has caught up (an idle stream's results do not
+// wait).
+func (s *learnStage) learnItem(ctx context.Context, it *item) error {
+	if it.rec != nil {
+		err := s.learnBatch(ctx, it)
+		it.rec.Release()
+		if err != nil {
+			return err
+		}
+	}
+	if it.idle {
+		if sh, ok := s.learner.(models.Shared); ok {
+			if err := sh.Idle(ctx); err != nil {
+				return s.learnErr(ctx, err)
+			}
+		}
+	}
+	if s.enc.Lines() < s.env.cfg.Influx.BatchPoints && it.snapshot == nil && len(it.dls) == 0 && len(s.in) > 0 {
+		return nil
+	}
+	var next []byte
+	select {
+	case next = <-s.bufs:
+	default:
+	}
+	job := &writeJob{lines: s.enc.Take(next), dls: it.dls, next: it.next}
+	if it.snapshot != nil {
+		// The state now is the state after every message before it.next:
+		// the learner has seen every window the windowing stage emitted
+		// before taking the snapshot.
+		var w binenc.Writer
+		s.appendCheckpoint(&w, it.snapshot, it.next)
+		job.ckpt = w.B
+	}
+	select {
+	case s.out <- job:
+		return nil
+	case <-s.abort:
+		return errAborted
+	}
+}
+
+// learnErr maps an error of a learner that waited on the group (shared
+// encoder) and was interrupted to errAborted.
+func (s *learnStage) learnErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return errAborted
+	}
+	return fmt.Errorf("learner %s: %w", s.learner.Name(), err)
+}
+
+// learnBatch learns from a batch and encodes its results (written later by
+// the writing stage).
+func (s *learnStage) learnBatch(ctx context.Context, it *item) error {
+	m := s.env.m
+	t0 := time.Now()
+	out, err := models.StepContext(ctx, s.learner, it.rec)
+	if err != nil {
+		return s.learnErr(ctx, err)
+	}
+	b, err := models.View(it.rec)
+	if err != nil {
+		return err
+	}
+	resolved := s.preq.Observe(&b, out)
+	m.LearnSeconds.Observe(time.Since(t0).Seconds())
+	m.Batches.Inc()
+	for _, st := range out.Train {
+		for obj, v := range map[string]float64{"forecast": st.LossForecast, "impute": st.LossImpute, "contrast": st.LossContrast} {
+			if v == v { // not NaN
+				m.Loss.WithLabelValues(obj).Set(v)
+			}
+		}
+	}
+
+	nerr := len(s.enc.Errors())
+	s.enc.Encode(&sinks.Result{
+		Topic: s.id.topic, Partition: s.id.part, Model: s.learner.Name(),
+		Batch: &b, Out: out, Resolved: resolved,
+	})
+	for _, e := range s.enc.Errors()[nerr:] {
+		it.dls = append(it.dls, ingest.DeadLetter{
+			Value: []byte(e.Series), Reason: ingest.ReasonSinkRejected, Err: "encode result: " + e.Err.Error(),
+			Topic: s.id.topic, Partition: s.id.part, Offset: -1,
+		})
+	}
+	return nil
+}
+
+// partitionStateVersion 2 records the learner's kind beside its name
+// (version 1, without it, is still read).
+const partitionStateVersion = 2
+
+// appendCheckpoint writes the partition's whole state: the offset it
+// covers, the windows (snapshotted by the windowing stage), the learner and
+// the outstanding forecasts.
+func (s *learnStage) appendCheckpoint(w *binenc.Writer, windows []byte, next int64) {
+	w.U32(partitionStateVersion)
+	w.String(s.id.topic)
+	w.U32(uint32(s.id.part))
+	w.I64(next)
+	w.Bytes(windows)
+	w.String(s.env.cfg.Model.Kind)
+	w.String(s.learner.Name())
+	s.learner.AppendState(w)
+	s.preq.AppendState(w)
+}
+
+// loadCheckpoint restores what appendCheckpoint wrote into the learning
+// stage and win, and returns its offset.
+func (s *learnStage) loadCheckpoint(body []byte, win *windowStage) (int64, error) {
+	r := binenc.NewReader(body)
+	v := r.U32()
+	if r.Err() == nil && v != 1 && v != partitionStateVersion {
+		return 0, fmt.Errorf("partition state version %d, this build reads 1 and %d", v, partitionStateVersion)
+	}
+	topic, part, next := r.String(256), int(r.U32()), r.I64()
+	if r.Err() == nil && (topic != s.id.topic || part != s.id.part) {
+		return 0, fmt.Errorf("checkpoint is of %s/%d, not %s/%d", topic, part, s.id.topic, s.id.part)
+	}
+	windows := r.Bytes(0)
+	if r.Err() != nil {
+		return 0, r.Err()
+	}
+	if err := win.win.LoadState(binenc.NewReader(windows)); err != nil {
+		return 0, fmt.Errorf("window state: %w", err)
+	}
+	kind := s.env.cfg.Model.Kind // version 1 did not record it
+	if v >= 2 {
+		kind = r.String(64)
+	}
+	name := r.String(256)
+	if r.Err() == nil && kind != s.env.cfg.Model.Kind {
+		return 0, fmt.Errorf("checkpoint holds a %q learner, the configuration has model.kind %q: "+
+			"to start that learner afresh, move the checkpoint away or set another model.name", kind, s.env.cfg.Model.Kind)
+	}
+	if r.Err() == nil && name != s.learner.Name() {
+		return 0, fmt.Errorf("checkpoint holds model %q, config has %q (model.name)", name, s.learner.Name())
+	}
+	if err := s.learner.LoadState(r); err != nil {
+		return 0, fmt.Errorf("learner state: %w", err)
+	}
+	if err := s.preq.LoadState(r); err != nil {
+		return 0, fmt.Errorf("forecast state: %w", err)
+	}
+	if err := r.Done(); err != nil {
+		return 0, err
+	}
+	if next < 0 {
+		return 0, errors.New("checkpoint offset is negative")
+	}
+	win.lastStats = win.win.Stats()
+	return next, nil
+}
