@@ -12,6 +12,7 @@
 package models
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -36,6 +37,29 @@ type Learner interface {
 	LoadState(r *binenc.Reader) error
 }
 
+// ContextStepper is a Learner whose Step may wait on other partitions (a
+// learner with a shared encoder waits for the group's next encoder
+// version): StepContext is Step, with a context that ends the wait.
+type ContextStepper interface {
+	StepContext(ctx context.Context, batch arrow.RecordBatch) (*Output, error)
+}
+
+// StepContext runs l's StepContext if it has one, else its Step.
+func StepContext(ctx context.Context, l Learner, batch arrow.RecordBatch) (*Output, error) {
+	if cs, ok := l.(ContextStepper); ok {
+		return cs.StepContext(ctx, batch)
+	}
+	return l.Step(batch)
+}
+
+// Shared is a Learner whose encoder is shared with the other partitions of
+// its consumer group. Idle tells it that its partition has read everything
+// there is and nothing new arrived for a while, so that the group need not
+// wait for it (see the encoder rounds in the README).
+type Shared interface {
+	Idle(ctx context.Context) error
+}
+
 // Output is what a learner produced for one batch, row-aligned with it.
 type Output struct {
 	Rows int
@@ -48,6 +72,9 @@ type Output struct {
 	Embedding []float64
 	// EmitEmbedding says which rows' embeddings are written out.
 	EmitEmbedding []bool
+	// Version is, per row, the encoder version its embedding was made
+	// with (learners with a shared encoder; nil otherwise).
+	Version []int64
 	// Length is the window length when Imputed is set.
 	Length int
 	// Imputed holds Rows×Length values: the filled value of each slot that

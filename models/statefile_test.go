@@ -82,7 +82,7 @@ func TestStateFileRejects(t *testing.T) {
 		{"foreign file", write("foreign", []byte("PK\x03\x04 this is a zip file, not a model")), newSSL(t, testSSLConfig(24)), "not a tsrep learner state file", ErrNotStateFile},
 		{"empty file", write("empty", nil), newSSL(t, testSSLConfig(24)), "not a tsrep learner state file", ErrNotStateFile},
 		{"other learner", path, NewForecaster(ForecasterConfig{Name: "ar", Order: 4, MaxSeries: 4}), `learner "ssl-test", not "ar"`, nil},
-		{"other shape", path, func() Learner { c := testSSLConfig(24); c.Dim = 8; return newSSL(t, c) }(), "dim 16", nil},
+		{"other shape", path, func() Learner { c := testSSLConfig(24); c.Dim = 16; return newSSL(t, c) }(), "dim 8", nil},
 		{"missing", filepath.Join(dir, "nope"), newSSL(t, testSSLConfig(24)), "no such file", nil},
 	}
 	for _, tc := range cases {

@@ -87,7 +87,7 @@ func RunForecast(o ForecastOptions) (*ForecastResult, error) {
 	pRel := models.NewPrequential(maxSeries)
 	relAR := newRelativeAR(o.AROrder, o.ARForgetting)
 	var relOut models.Output
-	s := newStream(o.Length, 1, o.BatchSize, maxSeries, func(b *models.Batch, rec arrow.RecordBatch) error {
+	s := newRowStream(o.Model.Multichannel, o.Length, 1, o.BatchSize, maxSeries, func(b *models.Batch, rec arrow.RecordBatch) error {
 		out, err := ssl.Step(rec)
 		if err != nil {
 			return err

@@ -91,7 +91,7 @@ func RunImpute(o ImputeOptions) (*ImputeResult, error) {
 	for c, key := range k {
 		col[string(key)] = c
 	}
-	s := newStream(o.Length, 1, o.BatchSize, maxSeries, step)
+	s := newRowStream(o.Model.Multichannel, o.Length, 1, o.BatchSize, maxSeries, step)
 	if err := s.rows(fr, k, 0, sp.Train+sp.Val, nil); err != nil {
 		s.close()
 		return nil, err
@@ -138,7 +138,7 @@ func RunImpute(o ImputeOptions) (*ImputeResult, error) {
 		obs := make([]bool, o.Length)
 		lin := make([]float64, o.Length)
 		carry := make([]float64, o.Length)
-		s := newStream(o.Length, 1, o.BatchSize, maxSeries, func(b *models.Batch, rec arrow.RecordBatch) error {
+		s := newRowStream(o.Model.Multichannel, o.Length, 1, o.BatchSize, maxSeries, func(b *models.Batch, rec arrow.RecordBatch) error {
 			out, err := ssl.Step(rec)
 			if err != nil {
 				return err

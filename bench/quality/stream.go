@@ -8,6 +8,7 @@
 package quality
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -173,7 +174,7 @@ func (c *Common) openCSV(path string, o dataset.CSVOptions, train, val, test str
 // under its own series keys.
 func (c *Common) warmUp(what string, r *csvRun) error {
 	for ep := 1; ep < c.Epochs; ep++ {
-		s := newStream(r.length, 1, c.BatchSize, r.maxSeries, func(_ *models.Batch, rec arrow.RecordBatch) error {
+		s := newRowStream(c.Model.Multichannel, r.length, 1, c.BatchSize, r.maxSeries, func(_ *models.Batch, rec arrow.RecordBatch) error {
 			_, err := r.ssl.Step(rec)
 			return err
 		})
@@ -190,17 +191,46 @@ func (c *Common) warmUp(what string, r *csvRun) error {
 	return nil
 }
 
-// stream windows points and hands each batch to fn, which must not keep it.
-type stream struct {
+// Stream windows points and hands each batch to a function, which must not
+// keep it: the pipeline's path from points to a learner, shared by the
+// benches (bench/nab uses it too). The first error the function returns
+// stops the stream.
+type Stream struct {
 	w   *windowing.Windower
 	err error
+	// multi feeds rows as multichannel points (windowing's multichannel
+	// mode): the columns of a row are the fields of one point.
+	multi bool
+	names [][]byte
+	vals  []float64
 }
 
+// stream is the quality benches' name for it.
+type stream = Stream
+
 func newStream(length, stride, batch, maxSeries int, fn func(b *models.Batch, rec arrow.RecordBatch) error) *stream {
-	s := &stream{}
-	s.w = windowing.New(windowing.Config{
+	return NewStream(windowing.Config{
 		Length: length, Stride: stride, MinObserved: 1e-9, BatchSize: batch, MaxSeries: maxSeries,
-	}, memory.DefaultAllocator, func(rec arrow.RecordBatch) {
+	}, fn)
+}
+
+// newRowStream is newStream for the file benches: in multichannel mode
+// (the learner's) a file's columns are the fields of one point per row,
+// windowed together, as `tsrep produce` sends them and the pipeline
+// windows them.
+func newRowStream(multi bool, length, stride, batch, maxSeries int, fn func(b *models.Batch, rec arrow.RecordBatch) error) *stream {
+	s := NewStream(windowing.Config{
+		Length: length, Stride: stride, MinObserved: 1e-9, BatchSize: batch, MaxSeries: maxSeries, Multichannel: multi,
+	}, fn)
+	s.multi = multi
+	return s
+}
+
+// NewStream returns a Stream over a windowing.Windower with cfg that
+// hands each batch, viewed, to fn.
+func NewStream(cfg windowing.Config, fn func(b *models.Batch, rec arrow.RecordBatch) error) *Stream {
+	s := &Stream{}
+	s.w = windowing.New(cfg, memory.DefaultAllocator, func(rec arrow.RecordBatch) {
 		defer rec.Release()
 		if s.err != nil {
 			return
@@ -231,6 +261,24 @@ func escapeField(s string) string {
 // rows feeds rows [from, to) of fr, each row's columns at the row's time;
 // skip, if not nil, leaves points out. NaN cells are gaps.
 func (s *stream) rows(fr *dataset.Frame, k [][]byte, from, to int, skip func(row, col int) bool) error {
+	if s.multi {
+		prefix := k[0][:bytes.LastIndexByte(k[0], '#')]
+		for i := from; i < to && s.err == nil; i++ {
+			s.names, s.vals = s.names[:0], s.vals[:0]
+			for c, col := range fr.Cols {
+				v := col[i]
+				if math.IsNaN(v) || (skip != nil && skip(i, c)) {
+					continue
+				}
+				s.names = append(s.names, []byte(fr.Names[c]))
+				s.vals = append(s.vals, v)
+			}
+			if len(s.vals) > 0 {
+				s.w.AddPoint(prefix, fr.Time[i], s.names, s.vals)
+			}
+		}
+		return s.err
+	}
 	for i := from; i < to && s.err == nil; i++ {
 		for c, col := range fr.Cols {
 			v := col[i]
@@ -243,12 +291,27 @@ func (s *stream) rows(fr *dataset.Frame, k [][]byte, from, to int, skip func(row
 	return s.err
 }
 
-func (s *stream) flush() error {
+// Add places one point of series key (t in Unix ns) and returns the first
+// error of the batch function so far.
+func (s *Stream) Add(key []byte, t int64, v float64) error {
+	if s.err == nil {
+		s.w.Add(key, t, v)
+	}
+	return s.err
+}
+
+// Flush emits the unfinished batch and returns the first error.
+func (s *Stream) Flush() error {
 	s.w.Flush()
 	return s.err
 }
 
-func (s *stream) close() { s.w.Close() }
+// Close releases the windower; Flush first.
+func (s *Stream) Close() { s.w.Close() }
+
+func (s *stream) flush() error { return s.Flush() }
+
+func (s *stream) close() { s.Close() }
 
 // acc accumulates squared and absolute errors.
 type acc struct {

@@ -8,8 +8,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tsrep/tsrep/bench/quality"
+	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/dataset"
 	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/pipeline"
 )
 
 // benchSubcommands holds the constructors of `tsrep bench`'s subcommands.
@@ -39,25 +41,29 @@ func newBenchCmd() *cobra.Command {
 // modelFlags binds the SSL learner's main settings to flags.
 type modelFlags struct {
 	cfg       models.SSLConfig
+	config    string
 	epochs    int
 	batchSize int
 	json      bool
 }
 
 func (m *modelFlags) bind(cmd *cobra.Command, epochs, dim int) {
-	m.cfg = models.DefaultSSLConfig("ssl", 62, 1)
-	m.cfg.Dim = dim
+	// The deployed learner (config.toml's defaults), which the flags
+	// below and --config override.
+	m.cfg = pipeline.SSLConfig(config.Default())
+	_ = dim
 	f := cmd.Flags()
+	f.StringVar(&m.config, "config", "", "take the learner's settings from this config file's [model] and [window] sections (default: config.toml's built-in defaults, the deployed learner)")
 	f.IntVar(&m.cfg.Dim, "dim", m.cfg.Dim, "embedding size")
-	f.IntVar(&m.cfg.Hidden, "hidden", m.cfg.Hidden, "hidden width of the encoder and imputation head")
+	f.IntVar(&m.cfg.Hidden, "hidden", m.cfg.Hidden, "width of the encoder's convolutions")
+	f.IntVar(&m.cfg.Blocks, "blocks", m.cfg.Blocks, "residual blocks of the encoder")
+	f.BoolVar(&m.cfg.Multichannel, "multichannel", m.cfg.Multichannel, "window a file's columns together as the fields of one point (window.multichannel)")
 	f.IntVar(&m.cfg.TrainBatch, "train-batch", m.cfg.TrainBatch, "windows per optimiser step")
 	f.Float64Var(&m.cfg.LearningRate, "lr", m.cfg.LearningRate, "Adam learning rate")
 	f.Float64Var(&m.cfg.Temperature, "temperature", m.cfg.Temperature, "InfoNCE temperature")
-	f.Float64Var(&m.cfg.WeightForecast, "w-forecast", m.cfg.WeightForecast, "weight of the next-step objective")
-	f.Float64Var(&m.cfg.WeightImpute, "w-impute", m.cfg.WeightImpute, "weight of the imputation objective")
-	f.Float64Var(&m.cfg.WeightContrast, "w-contrast", m.cfg.WeightContrast, "weight of the contrastive objective")
-	f.IntVar(&m.cfg.ARLags, "ar-lags", m.cfg.ARLags, "lags of the learner's linear forecast path (capped at the window length - 1)")
-	f.Float64Var(&m.cfg.Forgetting, "forgetting", m.cfg.Forgetting, "forgetting factor of the learner's linear path")
+	f.Float64Var(&m.cfg.WeightHier, "w-hier", m.cfg.WeightHier, "weight of TS2Vec's hierarchical contrastive loss")
+	f.Float64Var(&m.cfg.WeightInstance, "w-instance", m.cfg.WeightInstance, "weight of the instance-level InfoNCE")
+	f.IntVar(&m.cfg.ARLags, "ar-lags", m.cfg.ARLags, "lags of the learner's linear forecast experts (capped at the window length - 2)")
 	f.Uint64Var(&m.cfg.Seed, "seed", m.cfg.Seed, "random seed")
 	f.IntVar(&m.epochs, "epochs", epochs, "passes over the training data")
 	f.IntVar(&m.batchSize, "batch", 256, "windows per Arrow batch")
@@ -153,9 +159,12 @@ func newBenchReprCmd() *cobra.Command {
 	var o quality.ReprOptions
 	cmd := &cobra.Command{
 		Use:   "repr (TRAIN.tsv TEST.tsv | UCR_DIR)...",
-		Short: "UCR classification from frozen embeddings: 1-NN cosine and linear probes vs raw 1-NN Euclidean",
+		Short: "UCR classification from frozen embeddings: 1-NN cosine and linear probes vs raw 1-NN Euclidean, MiniRocket and published figures",
 		Long: "repr learns from the train series without labels, embeds every train and test series (window " +
-			"embeddings pooled over the series) and classifies the test series. Arguments: a TRAIN and TEST file " +
+			"embeddings pooled over the series) and classifies the test series, once per seed. In the same run it " +
+			"measures two baselines, 1-NN Euclidean on the raw series and MiniRocket (Dempster et al., KDD 2021), " +
+			"and lists the published figures of each set from the anchors file (by default ANCHORS.csv in the " +
+			"folder holding the set folders, as data/UCR/ANCHORS.csv). Arguments: a TRAIN and TEST file " +
 			"pair, or one or more UCR folders (each holding NAME_TRAIN.tsv and NAME_TEST.tsv).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -177,5 +186,8 @@ func newBenchReprCmd() *cobra.Command {
 	f.IntVar(&o.Stride, "stride", 2, "window stride")
 	f.IntVar(&o.MinSteps, "min-steps", 300, "more passes over small train sets, up to this many optimiser steps")
 	f.IntVar(&o.Pyramid, "pyramid", 4, "levels of the temporal pooling pyramid (1: mean and max over the series)")
+	f.IntVar(&o.Seeds, "seeds", 1, "train and evaluate the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
+	f.Uint64Var(&o.MiniRocketSeed, "minirocket-seed", 1, "seed of MiniRocket's biases")
+	f.StringVar(&o.Anchors, "anchors", "", "CSV of published accuracies (default: ANCHORS.csv in the folder holding the set folders, if there)")
 	return cmd
 }
