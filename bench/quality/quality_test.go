@@ -219,6 +219,28 @@ func TestRunImpute(t *testing.T) {
 	}
 }
 
+// TestReprMeans checks the means over sets (each over the sets that have
+// the method), the per-seed means and the count at or above raw 1-NN.
+func TestReprMeans(t *testing.T) {
+	set := func(cos []float64, raw float64, pub ...ReprFigure) ReprSet {
+		return ReprSet{Figures: append([]ReprFigure{
+			{Method: methodNNCos, Kind: "learner", Accuracy: (cos[0] + cos[1]) / 2, Seeds: newSeedSpread(cos)},
+			{Method: methodNNRaw, Kind: "baseline", Accuracy: raw},
+		}, pub...)}
+	}
+	pub := ReprFigure{Method: anchorColumns[0].method, Kind: "published", Accuracy: 0.9}
+	m := reprMeans([]ReprSet{set([]float64{0.8, 0.6}, 0.7, pub), set([]float64{0.5, 0.5}, 0.6)})
+	if len(m) != 3 || m[0].Method != methodNNCos || m[2].Sets != 1 || m[2].Accuracy != 0.9 {
+		t.Fatalf("means %+v", m)
+	}
+	if math.Abs(m[0].Accuracy-0.6) > 1e-12 || *m[0].AtOrAboveRaw != 1 || m[1].AtOrAboveRaw != nil {
+		t.Fatalf("learner mean %+v", m[0])
+	}
+	if s := m[0].Seeds; math.Abs(s.PerSeed[0]-0.65) > 1e-12 || math.Abs(s.PerSeed[1]-0.55) > 1e-12 || s.Min != s.PerSeed[1] {
+		t.Fatalf("per-seed means %+v", s)
+	}
+}
+
 // TestRunRepr runs the protocol on ItalyPowerDemand with a short training
 // and checks the raw 1-NN Euclidean baseline against the UCR archive's
 // published figure for it (0.955).
@@ -236,21 +258,33 @@ func TestRunRepr(t *testing.T) {
 	if s.Steps < 10 || s.Classes != 2 || s.Test != 1029 {
 		t.Fatalf("set %+v", s)
 	}
+	kinds := map[string]int{}
 	for _, f := range s.Figures {
-		switch f.Kind {
-		case "baseline":
-			if math.Abs(f.MSE-0.955) > 0.001 {
-				t.Fatalf("1-NN Euclidean %.4f, the archive says 0.955", f.MSE)
+		kinds[f.Kind]++
+		switch f.Method {
+		case methodNNRaw:
+			if math.Abs(f.Accuracy-0.955) > 0.001 {
+				t.Fatalf("1-NN Euclidean %.4f, the archive says 0.955", f.Accuracy)
 			}
-		case "learner":
-			if !(f.MSE > 0.6 && f.MSE <= 1) {
-				t.Fatalf("%s accuracy %.3f", f.Method, f.MSE)
+		case methodMiniRocket: // published: 0.969
+			if f.Accuracy < 0.94 {
+				t.Fatalf("MiniRocket accuracy %.3f", f.Accuracy)
 			}
 		}
+		if f.Kind == "learner" && !(f.Accuracy > 0.6 && f.Accuracy <= 1) {
+			t.Fatalf("%s accuracy %.3f", f.Method, f.Accuracy)
+		}
+	}
+	if kinds["learner"] != 3 || kinds["baseline"] != 2 || kinds["published"] != len(anchorColumns) {
+		t.Fatalf("figures by kind %v", kinds)
 	}
 	var buf bytes.Buffer
 	if err := res.WriteTable(&buf); err != nil || !strings.Contains(buf.String(), "TS2Vec") {
 		t.Fatalf("table: %v\n%s", err, buf.String())
+	}
+	var js bytes.Buffer
+	if err := json.NewEncoder(&js).Encode(res); err != nil || !strings.Contains(js.String(), `"accuracy":`) || strings.Contains(js.String(), `"mse"`) {
+		t.Fatalf("json: %v\n%s", err, js.String())
 	}
 	// A file pair works as well as a folder.
 	pair, err := UCRArgs([]string{ucr + "Coffee/Coffee_TRAIN.tsv", ucr + "Coffee/Coffee_TEST.tsv"})

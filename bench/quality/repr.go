@@ -1,19 +1,22 @@
 package quality
 
 import (
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"gonum.org/v1/gonum/floats"
+	"gonum.org/v1/gonum/stat"
 
 	"github.com/tsrep/tsrep/dataset"
 	"github.com/tsrep/tsrep/models"
@@ -71,44 +74,99 @@ type ReprOptions struct {
 	// MinSteps raises the number of passes over a small train set until
 	// the learner has taken at least this many optimiser steps.
 	MinSteps int
+	// Seeds is the number of times the learner is trained and evaluated,
+	// with seeds Model.Seed, Model.Seed+1, ...; its figures are the mean
+	// over them (0 means 1). Baselines run once.
+	Seeds int
+	// MiniRocketSeed seeds MiniRocket's choice of series for its biases.
+	MiniRocketSeed uint64
+	// Anchors is a CSV of published accuracies (see ReadAnchors); empty:
+	// ANCHORS.csv in the folder that holds each set's folder, if there.
+	Anchors string
+}
+
+// ReprFigure is one method's test accuracy on one set.
+type ReprFigure struct {
+	Method string `json:"method"`
+	Kind   string `json:"kind"` // "learner", "baseline" or "published"
+	// Accuracy is the share of test series classified right; for the
+	// learner, the mean over the seeds.
+	Accuracy float64 `json:"accuracy"`
+	// Seeds is the learner's accuracy at each seed (nil for the others).
+	Seeds *SeedSpread `json:"over_seeds,omitempty"`
+}
+
+// SeedSpread is an accuracy at each seed, in seed order, and its range and
+// sample standard deviation (0 for one seed).
+type SeedSpread struct {
+	PerSeed []float64 `json:"accuracy_per_seed"`
+	Min     float64   `json:"accuracy_min"`
+	Max     float64   `json:"accuracy_max"`
+	Std     float64   `json:"accuracy_std"`
+}
+
+// newSeedSpread summarises per-seed accuracies.
+func newSeedSpread(perSeed []float64) *SeedSpread {
+	s := &SeedSpread{PerSeed: perSeed, Min: floats.Min(perSeed), Max: floats.Max(perSeed)}
+	if len(perSeed) > 1 {
+		s.Std = stat.StdDev(perSeed, nil)
+	}
+	return s
 }
 
 // ReprSet is the outcome on one data set.
 type ReprSet struct {
-	Name    string   `json:"name"`
-	Train   int      `json:"train_series"`
-	Test    int      `json:"test_series"`
-	Classes int      `json:"classes"`
-	Window  int      `json:"window"`
-	Epochs  int      `json:"epochs"`
-	Steps   uint64   `json:"train_steps"`
-	Figures []Figure `json:"figures"` // MSE holds the accuracy
-	Seconds float64  `json:"seconds"`
+	Name    string       `json:"name"`
+	Train   int          `json:"train_series"`
+	Test    int          `json:"test_series"`
+	Classes int          `json:"classes"`
+	Length  int          `json:"series_length"` // the longest series
+	Window  int          `json:"window"`
+	Epochs  int          `json:"epochs"`
+	Steps   uint64       `json:"train_steps"` // at the first seed
+	Figures []ReprFigure `json:"figures"`
+	// LearnerSeconds is the learner's wall time per seed (mean):
+	// unsupervised training, embedding the train and test series, and the
+	// three classifiers. MiniRocketSeconds is MiniRocket's: transform,
+	// ridge classifier and prediction. Seconds is the whole set's.
+	LearnerSeconds    float64 `json:"learner_seconds"`
+	MiniRocketSeconds float64 `json:"minirocket_seconds,omitempty"`
+	Seconds           float64 `json:"seconds"`
+}
+
+// ReprMean is one method's mean accuracy over the sets that have it.
+type ReprMean struct {
+	Method   string  `json:"method"`
+	Kind     string  `json:"kind"`
+	Accuracy float64 `json:"accuracy"`
+	// Seeds is, for the learner, the mean over the sets at each seed.
+	Seeds *SeedSpread `json:"over_seeds,omitempty"`
+	Sets  int         `json:"sets"`
+	// AtOrAboveRaw counts the sets where a measured method's accuracy is
+	// at or above 1-NN Euclidean on the raw series.
+	AtOrAboveRaw *int `json:"sets_at_or_above_raw_1nn_euclidean,omitempty"`
 }
 
 // ReprResult is the outcome of RunRepr.
 type ReprResult struct {
-	Sets []ReprSet `json:"sets"`
-	// Mean is the mean accuracy of each method over the sets.
-	Mean     map[string]float64 `json:"mean_accuracy"`
-	Seconds  float64            `json:"seconds"`
-	Protocol string             `json:"protocol"`
+	Sets  []ReprSet  `json:"sets"`
+	Means []ReprMean `json:"means"`
+	// Seeds are the learner's seeds.
+	Seeds          []uint64 `json:"seeds"`
+	MiniRocketSeed uint64   `json:"minirocket_seed"`
+	// Anchors are the files the published figures come from.
+	Anchors  []string `json:"anchors,omitempty"`
+	Seconds  float64  `json:"seconds"`
+	Protocol string   `json:"protocol"`
 }
 
-// Published TS2Vec accuracies (Yue et al., AAAI 2022, UCR table); a range
-// where the paper's tables differ.
-var publishedTS2Vec = map[string]string{
-	"gunpoint": "0.980", "ecg200": "0.920", "italypowerdemand": "0.925-0.961",
-	"arrowhead": "0.817-0.857", "coffee": "1.000",
-}
-
-// Method names of the repr table.
+// Method names of the repr table, in table order.
 const (
-	methodNNCos  = "1-NN cosine on pooled embeddings"
-	methodProbe  = "linear probe (ridge, LOO-CV) on pooled embeddings"
-	methodLogReg = "linear probe (logistic, 5-fold CV) on pooled embeddings"
-	methodNNRaw  = "1-NN Euclidean on raw series"
-	methodTS2Vec = "TS2Vec (published)"
+	methodNNCos      = "1-NN cosine on pooled embeddings"
+	methodProbe      = "linear probe (ridge, LOO-CV) on pooled embeddings"
+	methodLogReg     = "linear probe (logistic, 5-fold CV) on pooled embeddings"
+	methodNNRaw      = "1-NN Euclidean on raw series"
+	methodMiniRocket = "MiniRocket (10k PPV features, ridge LOO-CV)"
 )
 
 // RunRepr learns from each set's train series without labels (Epochs
@@ -117,83 +175,66 @@ const (
 // series: the embeddings of its windows pooled over the series (see pool).
 // The test series are classified by 1-NN (cosine) and by two linear probes
 // fitted on the train embeddings (a ridge classifier and a multinomial
-// logistic regression); the baseline is 1-NN Euclidean on the raw series.
+// logistic regression), once per seed. The baselines run once in the same
+// run: 1-NN Euclidean on the raw series and MiniRocket; the published
+// anchors of the set (see ReadAnchors) are listed beside them.
 func RunRepr(o ReprOptions, sets []UCRSet) (*ReprResult, error) {
 	t0 := time.Now()
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	if o.Pyramid < 1 {
-		o.Pyramid = 1
+	if o.Seeds < 0 {
+		return nil, fmt.Errorf("seeds %d must be at least 1", o.Seeds)
 	}
+	o.Pyramid = max(o.Pyramid, 1)
+	o.Seeds = max(o.Seeds, 1)
 	if o.Length < 3 || o.Stride < 1 {
 		return nil, fmt.Errorf("window length %d must be at least 3 and stride %d at least 1", o.Length, o.Stride)
 	}
 	res := &ReprResult{
-		Mean: map[string]float64{},
+		MiniRocketSeed: o.MiniRocketSeed,
 		Protocol: "unsupervised training on the train series; frozen embeddings pooled per series; " +
-			"test accuracy of 1-NN (cosine) and of linear probes (ridge, logistic) fitted on the train embeddings",
+			"test accuracy of 1-NN (cosine) and of linear probes (ridge, logistic) fitted on the train embeddings, " +
+			"mean over the learner's seeds; baselines in the same run: 1-NN Euclidean on the raw series, " +
+			"MiniRocket (Dempster et al. 2021) with its ridge classifier; published figures from the anchors file",
 	}
+	for s := range o.Seeds {
+		res.Seeds = append(res.Seeds, o.Model.Seed+uint64(s))
+	}
+	anchors := map[string]Anchors{} // by file
 	for _, set := range sets {
-		rs, err := runReprSet(o, set)
+		path := o.Anchors
+		if path == "" {
+			path = filepath.Join(filepath.Dir(filepath.Dir(set.Train)), "ANCHORS.csv")
+		}
+		a, ok := anchors[path]
+		if !ok {
+			var err error
+			a, err = ReadAnchors(path)
+			switch {
+			case err == nil:
+				res.Anchors = append(res.Anchors, path)
+			case o.Anchors == "" && errors.Is(err, fs.ErrNotExist):
+				o.logf("repr: no %s: no published figures for the sets there", path)
+			default:
+				return nil, err
+			}
+			anchors[path] = a
+		}
+		rs, err := runReprSet(o, set, a[strings.ToLower(set.Name)])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", set.Name, err)
 		}
 		res.Sets = append(res.Sets, *rs)
-		for _, f := range rs.Figures {
-			if f.Kind != "published" {
-				res.Mean[f.Method] += f.MSE / float64(len(sets))
-			}
-		}
 		o.logf("repr: %s done, %.0fs", set.Name, time.Since(t0).Seconds())
 	}
+	res.Means = reprMeans(res.Sets)
 	res.Seconds = since(t0)
 	return res, nil
 }
 
-func runReprSet(o ReprOptions, set UCRSet) (*ReprSet, error) {
+func runReprSet(o ReprOptions, set UCRSet, published []ReprFigure) (*ReprSet, error) {
 	t0 := time.Now()
-	e, err := embedReprSet(o, set)
-	if err != nil {
-		return nil, err
-	}
-	train, test := e.train, e.test
-	classes := map[string]bool{}
-	for _, l := range train.Labels {
-		classes[l] = true
-	}
-	rs := &ReprSet{
-		Name: set.Name, Train: len(train.Series), Test: len(test.Series), Classes: len(classes),
-		Window: e.window, Epochs: e.epochs, Steps: e.steps,
-	}
-	accNN := nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, cosineDist)
-	accProbe := ridgeAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels)
-	accLogReg := logregAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels)
-	accRaw := nnAccuracy(train.Series, train.Labels, test.Series, test.Labels, euclidDist)
-	rs.Figures = []Figure{
-		{Method: methodNNCos, Kind: "learner", MSE: accNN, N: len(test.Series)},
-		{Method: methodProbe, Kind: "learner", MSE: accProbe, N: len(test.Series)},
-		{Method: methodLogReg, Kind: "learner", MSE: accLogReg, N: len(test.Series)},
-		{Method: methodNNRaw, Kind: "baseline", MSE: accRaw, N: len(test.Series)},
-	}
-	if p, ok := publishedTS2Vec[strings.ToLower(set.Name)]; ok {
-		rs.Figures = append(rs.Figures, Figure{Method: methodTS2Vec, Kind: "published", Note: p})
-	}
-	rs.Seconds = since(t0)
-	return rs, nil
-}
-
-// reprEmbedding is a set's series and their pooled embeddings.
-type reprEmbedding struct {
-	train, test       *dataset.UCR
-	embTrain, embTest [][]float64
-	window, epochs    int
-	steps             uint64
-}
-
-// embedReprSet learns from the set's train series without labels, then
-// embeds the train and test series with the weights frozen.
-func embedReprSet(o ReprOptions, set UCRSet) (*reprEmbedding, error) {
 	train, err := dataset.ReadUCR(set.Train)
 	if err != nil {
 		return nil, err
@@ -202,6 +243,178 @@ func embedReprSet(o ReprOptions, set UCRSet) (*reprEmbedding, error) {
 	if err != nil {
 		return nil, err
 	}
+	classes := map[string]bool{}
+	for _, l := range train.Labels {
+		classes[l] = true
+	}
+	rs := &ReprSet{Name: set.Name, Train: len(train.Series), Test: len(test.Series), Classes: len(classes)}
+	for _, u := range []*dataset.UCR{train, test} {
+		for _, s := range u.Series {
+			rs.Length = max(rs.Length, len(s))
+		}
+	}
+
+	learner := []ReprFigure{
+		{Method: methodNNCos, Kind: "learner"},
+		{Method: methodProbe, Kind: "learner"},
+		{Method: methodLogReg, Kind: "learner"},
+	}
+	perSeed := make([][]float64, len(learner))
+	for s := range o.Seeds {
+		ts := time.Now()
+		oSeed := o
+		oSeed.Model.Seed = o.Model.Seed + uint64(s)
+		e, err := embedReprSet(oSeed, train, test)
+		if err != nil {
+			return nil, fmt.Errorf("seed %d: %w", oSeed.Model.Seed, err)
+		}
+		if s == 0 {
+			rs.Window, rs.Epochs, rs.Steps = e.window, e.epochs, e.steps
+		}
+		for i, acc := range []float64{
+			nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, cosineDist),
+			ridgeAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels),
+			logregAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels),
+		} {
+			perSeed[i] = append(perSeed[i], acc)
+		}
+		rs.LearnerSeconds += time.Since(ts).Seconds() / float64(o.Seeds)
+		if o.Seeds > 1 {
+			o.logf("repr: %s seed %d: %.0fs", set.Name, oSeed.Model.Seed, time.Since(ts).Seconds())
+		}
+	}
+	for i := range learner {
+		learner[i].Seeds = newSeedSpread(perSeed[i])
+		learner[i].Accuracy = stat.Mean(perSeed[i], nil)
+	}
+	rs.LearnerSeconds = math.Round(rs.LearnerSeconds*10) / 10
+	rs.Figures = append(learner, ReprFigure{
+		Method: methodNNRaw, Kind: "baseline",
+		Accuracy: nnAccuracy(train.Series, train.Labels, test.Series, test.Labels, euclidDist),
+	})
+	tm := time.Now()
+	if acc, err := miniRocketAccuracy(train.Series, train.Labels, test.Series, test.Labels, o.MiniRocketSeed); err != nil {
+		o.logf("repr: %s: no MiniRocket figure: %v", set.Name, err)
+	} else {
+		rs.MiniRocketSeconds = since(tm)
+		rs.Figures = append(rs.Figures, ReprFigure{Method: methodMiniRocket, Kind: "baseline", Accuracy: acc})
+	}
+	rs.Figures = append(rs.Figures, published...)
+	rs.Seconds = since(t0)
+	return rs, nil
+}
+
+// reprMeans averages each method over the sets that have it, in the order
+// methods first appear.
+func reprMeans(sets []ReprSet) []ReprMean {
+	var means []ReprMean
+	var perSeed [][]float64 // a learner method's sum over the sets at each seed
+	at := map[string]int{}
+	for _, s := range sets {
+		raw := math.NaN()
+		for _, f := range s.Figures {
+			if f.Method == methodNNRaw {
+				raw = f.Accuracy
+			}
+		}
+		for _, f := range s.Figures {
+			i, ok := at[f.Method]
+			if !ok {
+				i = len(means)
+				at[f.Method] = i
+				means = append(means, ReprMean{Method: f.Method, Kind: f.Kind})
+				perSeed = append(perSeed, nil)
+				if f.Kind != "published" && f.Method != methodNNRaw {
+					means[i].AtOrAboveRaw = new(int)
+				}
+			}
+			m := &means[i]
+			m.Sets++
+			m.Accuracy += f.Accuracy
+			if f.Seeds != nil {
+				if perSeed[i] == nil {
+					perSeed[i] = make([]float64, len(f.Seeds.PerSeed))
+				}
+				floats.Add(perSeed[i], f.Seeds.PerSeed)
+			}
+			if m.AtOrAboveRaw != nil && f.Accuracy >= raw-1e-9 {
+				*m.AtOrAboveRaw++
+			}
+		}
+	}
+	for i := range means {
+		m := &means[i]
+		m.Accuracy /= float64(m.Sets)
+		if perSeed[i] != nil {
+			floats.Scale(1/float64(m.Sets), perSeed[i])
+			m.Seeds = newSeedSpread(perSeed[i])
+		}
+	}
+	return means
+}
+
+// Anchors are published accuracies by lower-case set name.
+type Anchors map[string][]ReprFigure
+
+// anchorColumns are the columns of an anchors file that the table shows,
+// in order, with their method names and short headers.
+var anchorColumns = []struct{ column, method, short string }{
+	{"minirocket_resample0", "MiniRocket (published, original split)", "MR pub"},
+	{"ts2vec_timesurl_table", "TS2Vec (published; TimesURL's table)", "TS2Vec"},
+	{"tloss", "T-Loss (published)", "T-Loss"},
+	{"dtw", "1-NN DTW (published)", "DTW"},
+	{"ed_acc_ucr", "1-NN Euclidean (UCR archive, published)", "UCR ED"},
+}
+
+// ReadAnchors reads a CSV of published accuracies: a header row whose first
+// column is the data set's name, then one row per set; the columns of
+// anchorColumns that it has become published figures (empty cells are
+// skipped). data/UCR/ANCHORS.csv is one.
+func ReadAnchors(path string) (Anchors, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("anchors: %w", err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("anchors %s: %w", path, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("anchors %s: empty", path)
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[strings.TrimSpace(h)] = i
+	}
+	a := Anchors{}
+	for r, row := range rows[1:] {
+		name := strings.ToLower(strings.TrimSpace(row[0]))
+		for _, c := range anchorColumns {
+			i, ok := col[c.column]
+			if !ok || strings.TrimSpace(row[i]) == "" {
+				continue
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(row[i]), 64)
+			if err != nil || v < 0 || v > 1 {
+				return nil, fmt.Errorf("anchors %s:%d: %s %q is not an accuracy", path, r+2, c.column, row[i])
+			}
+			a[name] = append(a[name], ReprFigure{Method: c.method, Kind: "published", Accuracy: v})
+		}
+	}
+	return a, nil
+}
+
+// reprEmbedding is a set's pooled embeddings.
+type reprEmbedding struct {
+	embTrain, embTest [][]float64
+	window, epochs    int
+	steps             uint64
+}
+
+// embedReprSet learns from the set's train series without labels, then
+// embeds the train and test series with the weights frozen.
+func embedReprSet(o ReprOptions, train, test *dataset.UCR) (*reprEmbedding, error) {
 	minLen := math.MaxInt
 	for _, u := range []*dataset.UCR{train, test} {
 		for _, s := range u.Series {
@@ -247,7 +460,7 @@ func embedReprSet(o ReprOptions, set UCRSet) (*reprEmbedding, error) {
 		return nil, err
 	}
 	return &reprEmbedding{
-		train: train, test: test, embTrain: embTrain, embTest: embTest,
+		embTrain: embTrain, embTest: embTest,
 		window: L, epochs: epochs, steps: ssl.Steps(),
 	}, nil
 }
@@ -387,26 +600,168 @@ func nnAccuracy(train [][]float64, trainLab []string, test [][]float64, testLab 
 	return float64(right) / float64(len(test))
 }
 
-// WriteTable prints the result as an aligned table.
+// reprColumn is a column of figures in the repr table.
+type reprColumn struct {
+	short, method, kind string
+}
+
+// reprColumns are the table's columns of figures, in order; the wall
+// times follow MiniRocket's.
+var reprColumns = func() []reprColumn {
+	cols := []reprColumn{
+		{"cos", methodNNCos, "learner"},
+		{"ridge", methodProbe, "learner"},
+		{"logreg", methodLogReg, "learner"},
+		{"raw ED", methodNNRaw, "baseline"},
+		{"MiniRocket", methodMiniRocket, "baseline"},
+	}
+	for _, c := range anchorColumns {
+		cols = append(cols, reprColumn{c.short, c.method, "published"})
+	}
+	return cols
+}()
+
+// WriteTable prints the result as an aligned table: a row per set with the
+// measured figures (the learner's as mean±std over the seeds), the wall
+// times and the published figures, then the means over the sets and, for
+// each measured method, the number of sets where it is at or above raw
+// 1-NN Euclidean.
 func (r *ReprResult) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "repr: %d data set(s), %.1fs\nprotocol: %s\n\n", len(r.Sets), r.Seconds, r.Protocol)
-	t := table{head: []string{"data set", "train/test", "window", "steps", "method", "kind", "accuracy"}}
-	for _, s := range r.Sets {
-		for _, f := range s.Figures {
-			a := fmt.Sprintf("%.3f", f.MSE)
-			if f.Kind == "published" {
-				a = f.Note
-			}
-			t.add(s.Name, fmt.Sprintf("%d/%d", s.Train, s.Test), fmt.Sprint(s.Window), fmt.Sprint(s.Steps), f.Method, f.Kind, a)
+	seeds := make([]string, len(r.Seeds))
+	for i, s := range r.Seeds {
+		seeds[i] = fmt.Sprint(s)
+	}
+	fmt.Fprintf(w, "repr: %d data set(s), learner seed(s) %s, MiniRocket seed %d, %.1fs\nprotocol: %s\n",
+		len(r.Sets), strings.Join(seeds, ","), r.MiniRocketSeed, r.Seconds, r.Protocol)
+	if len(r.Anchors) > 0 {
+		fmt.Fprintf(w, "published figures: %s\n", strings.Join(r.Anchors, ", "))
+	}
+	fmt.Fprintln(w)
+	acc := func(a float64) string { return fmt.Sprintf("%.3f", a) }
+	spread := func(a, sd float64) string {
+		if len(r.Seeds) < 2 {
+			return acc(a)
+		}
+		return fmt.Sprintf("%.3f±%.3f", a, sd)
+	}
+	t := table{head: []string{"data set", "train/test", "length", "steps"}}
+	for _, c := range reprColumns {
+		t.head = append(t.head, c.short)
+		if c.method == methodMiniRocket {
+			t.head = append(t.head, "learner s", "MR s")
 		}
 	}
-	var methods []string
-	for m := range r.Mean {
-		methods = append(methods, m)
+	// complete: the sets with a figure in every column (for a fair mean).
+	var complete []int
+	for si, s := range r.Sets {
+		figs := map[string]ReprFigure{}
+		for _, f := range s.Figures {
+			figs[f.Method] = f
+		}
+		row := []string{s.Name, fmt.Sprintf("%d/%d", s.Train, s.Test), fmt.Sprint(s.Length), fmt.Sprint(s.Steps)}
+		all := true
+		for _, c := range reprColumns {
+			f, ok := figs[c.method]
+			switch {
+			case !ok:
+				row = append(row, "-")
+				all = false
+			case f.Seeds != nil:
+				row = append(row, spread(f.Accuracy, f.Seeds.Std))
+			default:
+				row = append(row, acc(f.Accuracy))
+			}
+			if c.method == methodMiniRocket {
+				row = append(row, fmt.Sprintf("%.1f", s.LearnerSeconds), num1(s.MiniRocketSeconds))
+			}
+		}
+		if all {
+			complete = append(complete, si)
+		}
+		t.add(row...)
 	}
-	sort.Strings(methods)
-	for _, m := range methods {
-		t.add("mean", "", "", "", m, "", fmt.Sprintf("%.3f", r.Mean[m]))
+	means := map[string]ReprMean{}
+	for _, m := range r.Means {
+		means[m.Method] = m
 	}
-	return t.write(w)
+	var learnerSec, mrSec float64
+	for _, s := range r.Sets {
+		learnerSec += s.LearnerSeconds / float64(len(r.Sets))
+		mrSec += s.MiniRocketSeconds / float64(len(r.Sets))
+	}
+	row := []string{fmt.Sprintf("mean (%d)", len(r.Sets)), "", "", ""}
+	above := []string{"≥ raw ED", "", "", ""}
+	for _, c := range reprColumns {
+		m, ok := means[c.method]
+		cell, up := "-", ""
+		if ok {
+			cell = acc(m.Accuracy)
+			if m.Seeds != nil {
+				cell = spread(m.Accuracy, m.Seeds.Std)
+			}
+			if m.Sets < len(r.Sets) {
+				cell += fmt.Sprintf(" (%d)", m.Sets)
+			}
+			if m.AtOrAboveRaw != nil {
+				up = fmt.Sprintf("%d/%d", *m.AtOrAboveRaw, m.Sets)
+			}
+		}
+		row, above = append(row, cell), append(above, up)
+		if c.method == methodMiniRocket {
+			row = append(row, fmt.Sprintf("%.1f", learnerSec), num1(mrSec))
+			above = append(above, "", "")
+		}
+	}
+	t.add(row...)
+	if len(complete) < len(r.Sets) && len(complete) > 0 {
+		sub := make([]ReprSet, len(complete))
+		for i, si := range complete {
+			sub[i] = r.Sets[si]
+		}
+		subMeans := map[string]ReprMean{}
+		for _, m := range reprMeans(sub) {
+			subMeans[m.Method] = m
+		}
+		row := []string{fmt.Sprintf("mean (%d, all columns)", len(complete)), "", "", ""}
+		for _, c := range reprColumns {
+			m := subMeans[c.method]
+			cell := acc(m.Accuracy)
+			if m.Seeds != nil {
+				cell = spread(m.Accuracy, m.Seeds.Std)
+			}
+			row = append(row, cell)
+			if c.method == methodMiniRocket {
+				row = append(row, "", "")
+			}
+		}
+		t.add(row...)
+	}
+	t.add(above...)
+	if err := t.write(w); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, c := range reprColumns {
+		what := ""
+		switch {
+		case c.kind == "learner" && len(r.Seeds) > 1:
+			what = " (learner: mean±std over the seeds)"
+		case c.kind == "learner":
+			what = " (learner)"
+		case c.kind == "baseline":
+			what = " (baseline, measured in this run)"
+		}
+		fmt.Fprintf(w, "%-10s  %s%s\n", c.short, c.method, what)
+	}
+	fmt.Fprintf(w, "%-10s  %s\n", "learner s", "learner's wall time per seed: training, embedding, the three classifiers")
+	fmt.Fprintf(w, "%-10s  %s\n", "MR s", "MiniRocket's wall time: transform, ridge classifier, prediction")
+	fmt.Fprintf(w, "%-10s  %s\n", "(n)", "a mean over the n sets that have the figure")
+	return nil
+}
+
+func num1(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
 }
