@@ -272,6 +272,9 @@ type DeadLetterWriter struct {
 	w     *kafka.Writer
 	topic string
 	log   *slog.Logger
+	// OnSkipped, if set, counts records the topic refused even cut down to
+	// their headers.
+	OnSkipped func(n int)
 }
 
 // NewDeadLetterWriter writes to topic; the topic is created on first use if
@@ -295,8 +298,8 @@ func NewDeadLetterWriter(brokers []string, d *kafka.Dialer, topic string, log *s
 	}
 }
 
-// Write writes the records, retrying with backoff until they are stored or
-// ctx ends.
+// Write writes the records once; it returns nil when every record is
+// stored (or skipped as too large, see below), else the error.
 func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
 	if len(dls) == 0 {
 		return nil
@@ -325,25 +328,81 @@ func (w *DeadLetterWriter) Write(ctx context.Context, dls []DeadLetter) error {
 		}
 		msgs[i].Headers = append(msgs[i].Headers, extra...)
 	}
-	wait := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := SummarizeWriteError(w.w.WriteMessages(ctx, msgs...))
+	// A record the topic refuses as too large (its max.message.bytes is
+	// below the record's size) is cut further and tried again, down to its
+	// headers alone; one still refused is counted and skipped with a log
+	// line, never retried for ever. Any other failure is returned, for the
+	// caller to retry with backoff.
+	limit := MaxDeadLetterValue
+	for {
+		err := w.w.WriteMessages(ctx, msgs...)
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		var we kafka.WriteErrors
+		if !errors.As(err, &we) || len(we) != len(msgs) {
+			return SummarizeWriteError(err)
 		}
-		if attempt&(attempt-1) == 0 {
-			w.log.Warn("writing dead letters failed; retrying", "topic", w.topic, "records", len(msgs), "attempt", attempt, "err", err)
+		var retry []kafka.Message
+		for k, e := range we {
+			switch {
+			case e == nil:
+			case errors.Is(e, kafka.MessageSizeTooLarge):
+				retry = append(retry, msgs[k])
+			default:
+				return SummarizeWriteError(err)
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if limit == 0 {
+			for _, m := range retry {
+				w.log.Error("the dead-letter topic refuses a record even without its value (max.message.bytes?); skipping it",
+					"topic", w.topic, "record_key", string(m.Key), "reason", header(m, HeaderReason), "offset", header(m, HeaderOffset))
+			}
+			if w.OnSkipped != nil {
+				w.OnSkipped(len(retry))
+			}
+			return nil
 		}
-		wait = min(2*wait, 10*time.Second)
+		limit /= 8
+		if limit < 64 {
+			limit = 0
+		}
+		for k := range retry {
+			m := &retry[k]
+			if len(m.Value) > limit {
+				orig := len(m.Value)
+				if t := header(*m, HeaderTruncated); t != "" {
+					orig, _ = strconv.Atoi(t)
+				}
+				m.Value = m.Value[:limit]
+				m.Headers = setHeader(m.Headers, HeaderTruncated, strconv.Itoa(orig))
+			}
+			if e := header(*m, HeaderError); len(e) > 256 {
+				m.Headers = setHeader(m.Headers, HeaderError, e[:256])
+			}
+		}
+		w.log.Warn("the dead-letter topic refuses records as too large; cutting their values", "topic", w.topic, "records", len(retry), "value_bytes", limit)
+		msgs = retry
 	}
+}
+
+func header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func setHeader(hs []kafka.Header, key, value string) []kafka.Header {
+	for i := range hs {
+		if hs[i].Key == key {
+			hs[i].Value = []byte(value)
+			return hs
+		}
+	}
+	return append(hs, kafka.Header{Key: key, Value: []byte(value)})
 }
 
 // Close flushes and closes the writer.

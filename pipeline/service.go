@@ -123,6 +123,7 @@ func Connect(ctx context.Context, cfg config.Config, o ServiceOptions) (*Pipelin
 	}
 	var dlq DeadLetterer
 	if w := cluster.DeadLetters(log); w != nil {
+		w.OnSkipped = func(n int) { m.DeadLettersSkipped.Add(float64(n)) }
 		closers = append(closers, func() { w.Close() })
 		dlq = w
 	}

@@ -14,7 +14,7 @@
 //	                   the errors, |actual - predicted| and the last-value
 //	                   baseline's |actual - last_value|, are computed when
 //	                   queried rather than stored)
-//	<prefix>embedding  same tags; e0..e{D-1} at the window end
+//	<prefix>embedding  same tags; e0..e{D-1} and version (the encoder version, an integer) at the window end
 //	<prefix>imputed    same tags; value at each filled gap
 //	<prefix>train      tags model, topic, partition; step, windows,
 //	                   loss_forecast, loss_impute, loss_contrast at the step's latest window end
@@ -225,6 +225,9 @@ func (e *Encoder) Encode(r *Result) {
 				}
 				e.field(e.embField(j), v)
 			}
+			if out.Version != nil {
+				e.intField("version", out.Version[i])
+			}
 			e.endLine(end, key)
 		}
 		if out.Imputed != nil {
@@ -314,6 +317,20 @@ func (e *Encoder) field(k string, v float64) {
 	e.buf = append(e.buf, k...)
 	e.buf = append(e.buf, '=')
 	e.buf = fv.AppendBytes(e.buf)
+}
+
+// intField appends an integer field (a field with a finite value must
+// come first: a line is taken back if it has none).
+func (e *Encoder) intField(k string, v int64) {
+	if e.nfields == 0 {
+		return
+	}
+	e.buf = append(e.buf, ',')
+	e.nfields++
+	e.buf = append(e.buf, k...)
+	e.buf = append(e.buf, '=')
+	e.buf = strconv.AppendInt(e.buf, v, 10)
+	e.buf = append(e.buf, 'i')
 }
 
 // endLine ends a per-series line with its timestamp (nanoseconds), or
