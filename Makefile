@@ -19,12 +19,12 @@ FUZZMIN  ?= 200x
 all: build
 
 build:
-	$(GO) build -o bin/tsrep ./cmd/tsrep
+	$(GO) build -buildvcs=auto -o bin/tsrep ./cmd/tsrep
 
 ## build-openblas: the same binary with OpenBLAS behind gonum (needs Debian's libopenblas-dev)
 build-openblas:
 	@ldconfig -p | grep -q libopenblas || { echo "libopenblas-dev is missing: apt-get install -y libopenblas-dev"; exit 1; }
-	CGO_ENABLED=1 $(GO) build -tags openblas -o bin/tsrep ./cmd/tsrep
+	CGO_ENABLED=1 $(GO) build -buildvcs=auto -tags openblas -o bin/tsrep ./cmd/tsrep
 
 $(INFLUXD):
 	scripts/influxd.sh install
@@ -48,10 +48,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckpointFile$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzMessagePath$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzInterpolate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./config
 
-## demo: local influxd + embedded broker + bundled ETTh1 through the whole pipeline, then a Flux query
+## demo: local influxd + embedded broker + bundled ETTh1 through the whole pipeline, then a Flux query;
+## influxd keeps running afterwards, for the README's queries of the demo's bucket (make influxd-stop stops it)
 demo: $(INFLUXD) build
-	scripts/with-influxd.sh sh -c 'bin/tsrep demo --influx-url "$$TSREP_INFLUX_URL"'
+	scripts/with-influxd.sh --keep sh -c 'bin/tsrep demo --influx-url "$$TSREP_INFLUX_URL"'
 
 ## bench: hot-path micro-benchmarks (allocations per point), learner kernels, then the end-to-end
 ## throughput benchmark (5M points, 1000 series, 4 partitions) against a local influxd

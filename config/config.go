@@ -4,18 +4,14 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/BurntSushi/toml"
 )
 
 // Duration is a time.Duration that decodes from a TOML string such as "250ms".
@@ -181,6 +177,12 @@ type Model struct {
 	// version r, the merge of what every partition learnt in the epochs
 	// before it.
 	Epoch Duration `toml:"epoch"`
+	// MergeRate scales the merge of an epoch's contributions into the next
+	// encoder version: the partitions' updates weighted by their share of
+	// the epoch's training windows, times MergeRate × the number of
+	// contributing partitions (1: as if the updates were made one after
+	// the other; 1/partitions would be federated averaging).
+	MergeRate float64 `toml:"merge_rate"`
 	// SyncIdle is how long a partition that has read all of its log waits
 	// for new records before it closes its epoch, so that the group does
 	// not wait for it (0 never does: an idle partition then holds the
@@ -210,6 +212,11 @@ type Influx struct {
 	RetryMaxInterval Duration `toml:"retry_max_interval"`
 	// MeasurementPrefix prefixes the output measurements (tsrep_forecast...).
 	MeasurementPrefix string `toml:"measurement_prefix"`
+	// QueryLanguage is how tsrep reads its output back (query, report,
+	// demo, the HTTP API): "influxql" on the v1 /query endpoint, which
+	// InfluxDB 1.8, 2.x (with a DBRP mapping) and 3.x serve, or "flux"
+	// (1.8 with flux-enabled, 2.x). Default "influxql".
+	QueryLanguage string `toml:"query_language"`
 }
 
 // GzipOn resolves the gzip mode: "auto" compresses request bodies unless
@@ -347,7 +354,8 @@ func Default() Config {
 			EmbedEvery:     16,
 			TrainEvery:     8,
 			Epoch:          Duration{24 * time.Hour},
-			SyncIdle:       Duration{10 * time.Second},
+			MergeRate:      1,
+			SyncIdle:       Duration{30 * time.Second},
 		},
 		Influx: Influx{
 			URL:               "http://127.0.0.1:8086",
@@ -359,6 +367,7 @@ func Default() Config {
 			Timeout:           Duration{30 * time.Second},
 			RetryMaxInterval:  Duration{30 * time.Second},
 			MeasurementPrefix: "tsrep_",
+			QueryLanguage:     "influxql",
 		},
 		Pipeline: Pipeline{
 			MaxInflightBatches: 4,
@@ -373,36 +382,15 @@ func Default() Config {
 	}
 }
 
-// Load reads a TOML file on top of Default and validates the result.
-// Unknown keys are an error, so a typo does not silently fall back to a default.
-func Load(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
-	}
-	return Parse(b, path)
-}
+// Load reads a TOML file on top of Default and validates the result, with
+// ${VAR} taken from the environment (see Interpolate). Unknown keys are an
+// error, so a typo does not silently fall back to a default. Loader adds
+// overrides (--set).
+func Load(path string) (Config, error) { return Loader{}.Load(path) }
 
-// Parse decodes TOML text on top of Default and validates it. name is used
-// in error messages.
-func Parse(b []byte, name string) (Config, error) {
-	c := Default()
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&c)
-	if err != nil {
-		return Config{}, fmt.Errorf("parse %s: %w", name, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return Config{}, fmt.Errorf("%s: unknown keys %s (see config.toml in the repository for every key)", name, strings.Join(keys, ", "))
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return c, nil
-}
+// Parse decodes TOML text on top of Default and validates it, as Load does.
+// name is used in error messages.
+func Parse(b []byte, name string) (Config, error) { return Loader{}.Parse(b, name) }
 
 // Validate checks every key and the keys against each other. It also
 // resolves derived fields (Window.Interval from Window.IntervalText). The
@@ -546,6 +534,9 @@ func (c *Config) Validate() error {
 		if m.Epoch.Duration < time.Second {
 			bad("model.epoch: %s is too short; use at least 1s of event time", m.Epoch)
 		}
+		if !(m.MergeRate > 0 && m.MergeRate <= 1) {
+			bad("model.merge_rate: %v must be in (0, 1]", m.MergeRate)
+		}
 		if m.SyncIdle.Duration < 0 {
 			bad("model.sync_idle: must be >= 0 (0: never close an epoch for an idle partition)")
 		}
@@ -585,6 +576,9 @@ func (c *Config) Validate() error {
 	}
 	if in.RetryMaxInterval.Duration <= 0 {
 		bad("influx.retry_max_interval: must be > 0")
+	}
+	if in.QueryLanguage != "influxql" && in.QueryLanguage != "flux" {
+		bad("influx.query_language: %q must be \"influxql\" (InfluxDB 1.8, 2.x with a DBRP mapping, 3.x) or \"flux\" (1.8 with flux-enabled, 2.x)", in.QueryLanguage)
 	}
 
 	p := &c.Pipeline

@@ -82,8 +82,12 @@ func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check
 		switch {
 		case err == nil:
 			add("bucket "+ic.Bucket, nil, "readable")
-		case ic.CreateBucket && strings.Contains(strings.ToLower(err.Error()), "not found"):
-			add("bucket "+ic.Bucket, nil, "missing; will be created (influx.create_bucket)")
+		case bucketMissing(err) && ic.CreateBucket:
+			add("bucket "+ic.Bucket, nil, "missing; will be created (influx.create_bucket = true)")
+		case bucketMissing(err):
+			add("bucket "+ic.Bucket, fmt.Errorf("does not exist: create it, or set influx.create_bucket = true (%w)", redactURLErr(err, ic.URL)), "")
+		case strings.Contains(err.Error(), "retention policy"):
+			add("bucket "+ic.Bucket, fmt.Errorf("%w: the retention policy after the / of influx.bucket must exist (influx.create_bucket creates only the database)", redactURLErr(err, ic.URL)), "")
 		default:
 			add("bucket "+ic.Bucket, explainInflux(redactURLErr(err, ic.URL)), "")
 		}
@@ -140,6 +144,9 @@ func checkDirWritable(dir string) (string, error) {
 		if err := probe(parent); err != nil {
 			return "", fmt.Errorf("missing, and its parent %s is not writable (pipeline.checkpoint_dir): %w", parent, err)
 		}
+		if abs, err := filepath.Abs(parent); err == nil {
+			parent = abs // "its parent ." says little
+		}
 		return "missing; will be created (its parent " + parent + " is writable)", nil
 	}
 }
@@ -155,6 +162,17 @@ func redactURLErr(err error, raw string) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
+}
+
+// bucketMissing says whether err, from reading the bucket, means that it
+// does not exist: InfluxDB 1.8 answers a Flux query on a missing database
+// with "no database" (InfluxQL: "database not found"), 2.x with
+// `bucket "x" not found`. A missing retention policy ("invalid retention
+// policy") is not one: create_bucket does not create those.
+func bucketMissing(err error) bool {
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "no database") || strings.Contains(s, "database not found") ||
+		strings.Contains(s, "not found") && !strings.Contains(s, "retention policy")
 }
 
 func explainInflux(err error) error {

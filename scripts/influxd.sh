@@ -7,20 +7,24 @@
 #   scripts/influxd.sh status    print whether it runs, and where
 #
 # Environment: TSREP_INFLUX_PORT (default 8086), TSREP_INFLUX_DIR (default
-# .tools/influxdb under the project). Data and the log live under that folder.
+# .tools/influxdb under the project), TSREP_INFLUXD (the binary; default
+# .tools/bin/influxd, which install builds). Data and the log live under
+# TSREP_INFLUX_DIR.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin="$root/.tools/bin/influxd"
+bin=${TSREP_INFLUXD:-$root/.tools/bin/influxd}
 port=${TSREP_INFLUX_PORT:-8086}
 dir=${TSREP_INFLUX_DIR:-$root/.tools/influxdb}
 pidfile="$dir/influxd.pid"
 
 install() {
   if [ -x "$bin" ]; then return 0; fi
-  echo "installing influxd v1.8.10 into $root/.tools/bin (once; about a minute)" >&2
-  mkdir -p "$root/.tools/bin"
-  GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
+  local gobin
+  gobin=$(dirname "$bin")
+  echo "installing influxd v1.8.10 into $gobin (once; about a minute)" >&2
+  mkdir -p "$gobin"
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
 }
 
 running() {

@@ -33,6 +33,15 @@ func newBenchThroughputCmd() *cobra.Command {
 			}
 			o.Bin = bin
 			o.InfluxURL = influxURL
+			if o.InfluxURL == "" { // as on every command: influx.url of the configuration
+				c := config.Default()
+				if o.Config != "" {
+					if c, err = config.Load(o.Config); err != nil {
+						return err
+					}
+				}
+				o.InfluxURL = c.Influx.URL
+			}
 			if o.Dir == "" {
 				if o.Dir, err = os.MkdirTemp("", "tsrep-bench-"); err != nil {
 					return err
@@ -63,7 +72,7 @@ func newBenchThroughputCmd() *cobra.Command {
 	f.StringVar(&o.Model, "model", "ssl", "learner of (c) (model.kind)")
 	f.IntVar(&o.Dim, "dim", 32, "embedding size of (c)")
 	f.StringVar(&o.Config, "config", "", "configuration (b) and (c) start from (default: the defaults of config.toml); the flags above override it")
-	f.StringVar(&influxURL, "influx-url", "http://127.0.0.1:8086", "InfluxDB that (b) and (c) write to")
+	f.StringVar(&influxURL, "influx-url", "", "InfluxDB that (b) and (c) write to (default: influx.url of --config, else http://127.0.0.1:8086)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write (c)'s CPU profile here (and print the stage profile)")
 	f.StringVar(&o.HeapProfile, "memprofile", "", "write (c)'s heap profile here at the end")
 	f.StringVar(&o.Dir, "dir", "", "work directory (default: a temporary one)")
@@ -118,7 +127,7 @@ func newBenchConsumeCmd() *cobra.Command {
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var tm pipeline.Timing
-			n, err := throughput.Consume(cmd.Context(), []string{brokers}, topic, group, &tm, newLogger(config.Log{Level: "warn", Format: "text"}))
+			n, err := throughput.Consume(cmd.Context(), splitList(brokers), topic, group, &tm, newLogger(config.Log{Level: "warn", Format: "text"}))
 			if err != nil {
 				return err
 			}
@@ -126,7 +135,7 @@ func newBenchConsumeCmd() *cobra.Command {
 			return writeTiming(timingOut, &tm)
 		},
 	}
-	cmd.Flags().StringVar(&brokers, "brokers", "127.0.0.1:9092", "broker")
+	cmd.Flags().StringVar(&brokers, "brokers", "127.0.0.1:9092", "Kafka brokers, comma-separated host:port")
 	cmd.Flags().StringVar(&topic, "topic", "bench", "topic")
 	cmd.Flags().StringVar(&group, "group", "bench-a", "group")
 	cmd.Flags().StringVar(&timingOut, "timing-out", "", "write the first-assignment and last-commit times here")

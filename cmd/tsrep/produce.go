@@ -16,14 +16,27 @@ import (
 func init() { registry = append(registry, newProduceCmd) }
 
 func newProduceCmd() *cobra.Command {
-	var brokers, topic, measurement, tagList, precision string
+	var cf configFlags
+	var topic, measurement, tagList, precision string
 	var partitions int
 	var csvOpt dataset.CSVOptions
 	cmd := &cobra.Command{
 		Use:   "produce FILE...",
 		Short: "Load CSV (one series per column) or line-protocol files into a topic, with the files' timestamps",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `produce writes each row of a CSV file (a time column and one series per
+numeric column) or each line of a line-protocol file to a topic, keyed by
+measurement + tag set, with the file's timestamps as the record times. It
+connects as the configuration says (kafka.brokers, [kafka.tls],
+[kafka.sasl]); the configuration file is optional.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := cf.load(cmd)
+			if err != nil {
+				return err
+			}
+			if topic == "" {
+				topic = cfg.Kafka.Topics[0]
+			}
 			tags, err := parseTags(tagList)
 			if err != nil {
 				return err
@@ -32,7 +45,10 @@ func newProduceCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--precision: %w", err)
 			}
-			d, _ := ingest.NewDialer(config.Default().Kafka)
+			d, err := ingest.NewDialer(cfg.Kafka)
+			if err != nil {
+				return err
+			}
 			for _, path := range args {
 				meas := measurement
 				if meas == "" {
@@ -44,21 +60,21 @@ func newProduceCmd() *cobra.Command {
 				}
 				t0 := time.Now()
 				err = feed.Produce(cmd.Context(), feed.ProduceOptions{
-					Brokers: strings.Split(brokers, ","), Dialer: d, Topic: topic, Partitions: partitions,
+					Brokers: cfg.Kafka.Brokers, Dialer: d, Topic: topic, Partitions: partitions,
 				}, msgs)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("%s: %d messages to %s in %s\n", path, len(msgs), topic, time.Since(t0).Round(time.Millisecond))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d messages to %s in %s\n", path, len(msgs), topic, time.Since(t0).Round(time.Millisecond))
 			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&brokers, "brokers", "127.0.0.1:9092", "comma-separated broker addresses")
-	f.StringVar(&topic, "topic", "metrics", "topic to write to (created if missing)")
+	cf.register(f, flagBrokers, true)
+	f.StringVar(&topic, "topic", "", "topic to write to, created if missing (default: the first of kafka.topics)")
 	f.IntVar(&partitions, "partitions", 4, "partitions if the topic is created")
-	f.StringVar(&measurement, "measurement", "", "measurement of CSV rows (default: the file name without extension)")
+	f.StringVar(&measurement, "measurement", "", "measurement of CSV rows (default: "+measurementDefault+")")
 	f.StringVar(&tagList, "tags", "", "tags of CSV rows, k=v,k2=v2")
 	f.StringVar(&csvOpt.TimeColumn, "time-column", "", "CSV time column (default: date/time/timestamp, else the first)")
 	f.StringVar(&csvOpt.TimeLayout, "time-layout", "", "Go time layout of the CSV time column (default: inferred)")
@@ -66,8 +82,13 @@ func newProduceCmd() *cobra.Command {
 	return cmd
 }
 
-// baseName is the file name without directory and extension, lower case,
-// as a measurement name.
+// measurementDefault is how --measurement's help describes baseName.
+const measurementDefault = "the file name up to its first dot, in lower case: ETTh1.csv gives etth1"
+
+// baseName is the measurement a file's rows get by default: the file name
+// without directory, up to its first dot, in lower case (measurement names
+// are case-sensitive in InfluxDB; lower case is the convention Telegraf's
+// follow, and what the demo and the README's queries use).
 func baseName(p string) string {
 	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
 		p = p[i+1:]

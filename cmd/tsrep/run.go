@@ -27,20 +27,21 @@ import (
 func init() { registry = append(registry, newRunCmd) }
 
 func newRunCmd() *cobra.Command {
-	var cfgPath string
+	var cf configFlags
 	var dryRun, untilEnd bool
 	var warmup, timingOut, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Consume the configured topics, learn, and write to InfluxDB until stopped (SIGINT/SIGTERM drain first)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
+			cfg, src, err := cf.load(cmd)
 			if err != nil {
 				return err
 			}
 			log := newLogger(cfg.Log)
 			if dryRun {
-				fmt.Printf("ok    %s: configuration is valid\n", cfgPath)
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "ok    %s: configuration is valid\n", src)
 				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 				defer cancel()
 				failed := 0
@@ -48,11 +49,11 @@ func newRunCmd() *cobra.Command {
 					switch {
 					case c.Err != nil:
 						failed++
-						fmt.Printf("FAIL  %s: %v\n", c.What, c.Err)
+						fmt.Fprintf(out, "FAIL  %s: %v\n", c.What, c.Err)
 					case c.Warning != "":
-						fmt.Printf("WARN  %s: %s\n", c.What, c.Warning)
+						fmt.Fprintf(out, "WARN  %s: %s\n", c.What, c.Warning)
 					default:
-						fmt.Printf("ok    %s: %s\n", c.What, c.Note)
+						fmt.Fprintf(out, "ok    %s: %s\n", c.What, c.Note)
 					}
 				}
 				if failed > 0 {
@@ -65,7 +66,7 @@ func newRunCmd() *cobra.Command {
 				return fmt.Errorf("--warmup-from: %w", err)
 			}
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfoGauge())
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -101,7 +102,7 @@ func newRunCmd() *cobra.Command {
 			return writeTiming(timingOut, &tm)
 		},
 	}
-	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file")
+	cf.register(cmd.Flags(), flagBrokers|flagInfluxURL, false)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate the configuration, check the connections (Kafka, InfluxDB, checkpoint directory) and exit")
 	cmd.Flags().BoolVar(&untilEnd, "until-end", false, "stop once every assigned partition reaches the end offset it had when assigned")
 	cmd.Flags().StringVar(&timingOut, "timing-out", "", "write the first-assignment and last-commit times here (benchmarks)")
