@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tsrep/tsrep/ingest"
 )
 
 func TestFluxString(t *testing.T) {
@@ -104,17 +106,17 @@ func TestBuildersEscapeSeriesKeys(t *testing.T) {
 		},
 	}
 	for _, c := range cases {
-		flux, err := EmbeddingFlux("db", "tsrep_embedding", c.series, at, "m")
+		flux, err := EmbeddingFlux("db", "tsrep_embedding", c.series, at, "m", NewestVersion)
 		if err != nil {
 			t.Fatalf("%s: %v", c.series, err)
 		}
 		if !strings.Contains(flux, c.flux) {
 			t.Errorf("%s: flux\n%s\ndoes not contain\n%s", c.series, flux, c.flux)
 		}
-		if !strings.Contains(flux, "range(start: 0, stop: 2024-03-01T12:00:00.000000001Z)") || !strings.Contains(flux, c.flux+" and r._time <= 2024-03-01T12:00:00Z)") {
+		if !strings.Contains(flux, "range(start: 0, stop: 2024-03-01T12:00:00.000000001Z)") || !strings.Contains(flux, c.flux+` and (r._field =~ /^e[0-9]+$/ or r._field == "version") and r._time <= 2024-03-01T12:00:00Z)`) {
 			t.Errorf("%s: flux range is not 'at or before': %s", c.series, flux)
 		}
-		iql, err := EmbeddingInfluxQL("tsrep_embedding", c.series, at, "m")
+		iql, err := EmbeddingInfluxQL("tsrep_embedding", c.series, at, "m", NewestVersion)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +155,7 @@ func TestBuilderTimeBounds(t *testing.T) {
 }
 
 func TestBuildersRejectBadInput(t *testing.T) {
-	if _, err := EmbeddingFlux("b", "m", "no field", time.Time{}, "m"); err == nil || !strings.Contains(err.Error(), `series "no field"`) {
+	if _, err := EmbeddingFlux("b", "m", "no field", time.Time{}, "m", 0); err == nil || !strings.Contains(err.Error(), `series "no field"`) {
 		t.Errorf("bad key: %v", err)
 	}
 	if _, err := ForecastsFlux("b", "m", "cpu#u", time.Time{}, time.Time{}, ""); err == nil || !strings.Contains(err.Error(), "model") {
@@ -186,5 +188,78 @@ func TestParseTime(t *testing.T) {
 		if _, err := ParseTime(in, now); err == nil {
 			t.Errorf("ParseTime(%q) accepted", in)
 		}
+	}
+}
+
+// TestEmbeddingVersionText pins how a version is asked for in each
+// language, 0 included (embeddings without a version field count as 0).
+func TestEmbeddingVersionText(t *testing.T) {
+	f, _ := EmbeddingFlux("b", "tsrep_embedding", "cpu#u", time.Time{}, "m", 4)
+	for _, w := range []string{
+		`|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> filter(fn: (r) => (if exists r.version then r.version else 0) == 4)`,
+	} {
+		if !strings.Contains(f, w) {
+			t.Errorf("flux\n%s\nlacks\n%s", f, w)
+		}
+	}
+	if f, _ := EmbeddingFlux("b", "tsrep_embedding", "cpu#u", time.Time{}, "m", NewestVersion); !strings.Contains(f, "|> last()\n") || strings.Contains(f, "r.version") {
+		t.Errorf("newest: %s", f)
+	}
+	q, _ := EmbeddingInfluxQL("tsrep_embedding", "cpu#u", time.Time{}, "m", -2)
+	if want := `SELECT /^(e[0-9]+|version)$/ FROM "tsrep_embedding" WHERE "field" = 'u' AND "measurement" = 'cpu' AND "model" = 'm' AND "version" = -2 GROUP BY * ORDER BY time DESC LIMIT 1`; q != want {
+		t.Errorf("version -2:\n%s\nwant\n%s", q, want)
+	}
+	q = LatestEmbeddingsInfluxQL("tsrep_embedding", time.Time{}, "m", 0)
+	want := `SELECT /^(e[0-9]+|version)$/ FROM "tsrep_embedding" WHERE "model" = 'm' AND "version" = 0 GROUP BY * ORDER BY time DESC LIMIT 1;
+SELECT /^(e[0-9]+|version)$/ FROM "tsrep_embedding" WHERE "model" = 'm' GROUP BY * ORDER BY time DESC LIMIT 1;
+SELECT "version" FROM "tsrep_embedding" WHERE "model" = 'm' GROUP BY * ORDER BY time ASC LIMIT 1`
+	if q != want {
+		t.Errorf("version 0:\n%s\nwant\n%s", q, want)
+	}
+}
+
+func TestAnomalyAndListText(t *testing.T) {
+	q, err := AnomaliesInfluxQL("tsrep_anomaly", `cpu,host=a'#u`, time.Time{}, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), "m", 0.25)
+	if want := `SELECT "score", "surprise", "z", "novelty" FROM "tsrep_anomaly" WHERE "field" = 'u' AND "host" = 'a\'' AND "measurement" = 'cpu' AND "model" = 'm' AND "score" >= 0.25 AND time < '2024-01-01T00:00:00Z' GROUP BY *`; err != nil || q != want {
+		t.Errorf("%v\n%s\nwant\n%s", err, q, want)
+	}
+	f, _ := AnomaliesFlux("b", "tsrep_anomaly", "cpu#u", time.Time{}, time.Time{}, "m", 1)
+	if !strings.HasSuffix(f, "\n  |> filter(fn: (r) => r.score >= 1.0)") {
+		t.Error(f) // a float literal: Flux does not compare a float with 1
+	}
+	if _, err := AnomaliesInfluxQL("m", "cpu#u", time.Time{}, time.Time{}, "m", 2); err == nil {
+		t.Error("min score 2 accepted")
+	}
+	l, err := SeriesListInfluxQL("tsrep_", "ssl", SeriesFilter{Measurement: "cpu", Tags: []ingest.KV{{Key: "model", Value: `x"y`}}})
+	if want := `SELECT "predicted" FROM "tsrep_forecast" WHERE "measurement" = 'cpu' AND "model" = 'ssl' AND "tag_model" = 'x"y' GROUP BY * ORDER BY time DESC LIMIT 1`; err != nil || !strings.HasPrefix(l, want+";\n") {
+		t.Errorf("%v\n%s\nwant prefix\n%s", err, l, want)
+	}
+	fl, _ := SeriesListFlux("b", "tsrep_", "ssl", SeriesFilter{Field: "f"})
+	if !strings.Contains(fl, `(r._measurement == "tsrep_forecast" and r._field == "predicted") or (r._measurement == "tsrep_embedding" and r._field == "e0")`) ||
+		!strings.Contains(fl, `) and r.field == "f" and r.model == "ssl")`) {
+		t.Error(fl)
+	}
+	for _, bad := range []SeriesFilter{{Measurement: "a\nb"}, {Tags: []ingest.KV{{Key: "", Value: "x"}}}, {Tags: []ingest.KV{{Key: "h", Value: `x\`}}}} {
+		if _, err := SeriesListInfluxQL("p", "m", bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for _, s := range []string{"cpu#u", `cpu,h=a\ b#u`, `cpu,h="'${x}|>;#u`, `cpu,h=C:\\x#u`} {
+		if _, err := CanonicalSeries(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	for _, s := range []string{"cpu,h=a\nb#u", "cpu,h=a\rb#u", "cpu,h=\x7f#u", `cpu,h=a\\#u`, "cpu,h=\xff#u", "c\tpu#u"} {
+		if _, err := CanonicalSeries(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+	if err := checkModel("a\nb"); err == nil {
+		t.Error("model with a newline accepted")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	"gonum.org/v1/gonum/mat"
 	"gonum.org/v1/plot/plotutil"
 
 	"github.com/tsrep/tsrep/internal/testenv"
@@ -25,16 +22,12 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func setup(t *testing.T) (*querytest.Fixture, *query.Client) {
+// setup writes the fixture into a database of its own and returns it
+// with a client of each language, InfluxQL first.
+func setup(t *testing.T) (*querytest.Fixture, []*query.Client) {
 	t.Helper()
-	in := testenv.StartInflux(t)
-	fx := querytest.New()
-	if err := fx.Write(testenv.Context(t, time.Minute), in.URL, in.Database); err != nil {
-		t.Fatal(err)
-	}
-	c := influxdb2.NewClient(in.URL, "")
-	t.Cleanup(c.Close)
-	return fx, query.New(c.QueryAPI(""), in.Database, fx.Prefix)
+	e := querytest.Fresh(t)
+	return e.Fixture, e.Clients()
 }
 
 // forecastSeries are the fixture's series with forecasts and imputed gaps.
@@ -103,43 +96,52 @@ func checkPNG(t *testing.T, path string, wantColours ...int) {
 }
 
 func TestWriteAllPlots(t *testing.T) {
-	fx, c := setup(t)
-	dir := t.TempDir()
-	if d := os.Getenv("TSREP_REPORT_DIR"); d != "" {
-		dir = d // to look at the plots
+	fx, cs := setup(t)
+	for _, c := range cs {
+		t.Run(string(c.Language()), func(t *testing.T) {
+			dir := t.TempDir()
+			if d := os.Getenv("TSREP_REPORT_DIR"); d != "" {
+				dir = d // to look at the plots
+			}
+			series := forecastSeries(fx)
+			res, err := report.Write(testenv.Context(t, time.Minute), c, report.Options{Series: series, Model: fx.Model, Dir: dir, Days: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Skipped) != 0 {
+				t.Errorf("skipped: %v", res.Skipped)
+			}
+			var want []string
+			for _, s := range series {
+				for _, kind := range []string{"forecast_", "imputed_", "anomaly_", "similar_"} {
+					want = append(want, filepath.Join(dir, kind+report.SeriesFileName(s)+".png"))
+				}
+			}
+			want = append(want, filepath.Join(dir, "losses.png"), filepath.Join(dir, "embeddings_cosine.png"))
+			if !slices.Equal(res.Files, want) {
+				t.Fatalf("files\n%v\nwant\n%v", res.Files, want)
+			}
+			for _, s := range series {
+				name := report.SeriesFileName(s) + ".png"
+				checkPNG(t, filepath.Join(dir, "forecast_"+name), 0, 2) // error, forecast
+				checkPNG(t, filepath.Join(dir, "imputed_"+name), 0)     // imputed
+				checkPNG(t, filepath.Join(dir, "anomaly_"+name), 0, 2)  // high scores, score
+				checkPNG(t, filepath.Join(dir, "similar_"+name), 2)     // bars
+			}
+			checkPNG(t, filepath.Join(dir, "losses.png"), 0, 1) // two partitions
+			checkPNG(t, filepath.Join(dir, "embeddings_cosine.png"))
+		})
 	}
-	series := forecastSeries(fx)
-	res, err := report.Write(testenv.Context(t, time.Minute), c, report.Options{Series: series, Model: fx.Model, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Skipped) != 0 {
-		t.Errorf("skipped: %v", res.Skipped)
-	}
-	var want []string
-	for _, s := range series {
-		want = append(want, filepath.Join(dir, "forecast_"+report.SeriesFileName(s)+".png"), filepath.Join(dir, "imputed_"+report.SeriesFileName(s)+".png"))
-	}
-	want = append(want, filepath.Join(dir, "losses.png"), filepath.Join(dir, "embeddings_pca.png"))
-	if !slices.Equal(res.Files, want) {
-		t.Fatalf("files\n%v\nwant\n%v", res.Files, want)
-	}
-	for _, s := range series {
-		checkPNG(t, filepath.Join(dir, "forecast_"+report.SeriesFileName(s)+".png"), 0, 2) // error, forecast
-		checkPNG(t, filepath.Join(dir, "imputed_"+report.SeriesFileName(s)+".png"), 0)     // imputed
-	}
-	checkPNG(t, filepath.Join(dir, "losses.png"), 0, 1)            // two partitions
-	checkPNG(t, filepath.Join(dir, "embeddings_pca.png"), 0, 1, 2) // cpu, disk, mem
 }
 
-// TestWriteSkipsMissingData: a learner without embeddings, imputation and
-// two of the losses, and a series without forecasts: the plots that can be
-// drawn are, the others are skipped with a reason.
+// TestWriteSkipsMissingData: a learner without embeddings, imputation,
+// anomaly scores and two of the losses, and a series without forecasts:
+// the plots that can be drawn are, the others are skipped with a reason.
 func TestWriteSkipsMissingData(t *testing.T) {
-	fx, c := setup(t)
+	fx, cs := setup(t)
 	dir := t.TempDir()
 	series := []string{forecastSeries(fx)[0], `cpu,host=nope#usage`}
-	res, err := report.Write(testenv.Context(t, time.Minute), c, report.Options{Series: series, Model: fx.Other, Dir: dir})
+	res, err := report.Write(testenv.Context(t, time.Minute), cs[0], report.Options{Series: series, Model: fx.Other, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,15 +155,19 @@ func TestWriteSkipsMissingData(t *testing.T) {
 	text := strings.Join(res.Skipped, "\n")
 	for _, w := range []string{
 		"imputed_" + report.SeriesFileName(series[0]) + ".png: no imputed points",
+		"anomaly_" + report.SeriesFileName(series[0]) + ".png: no anomaly scores",
+		"similar_" + report.SeriesFileName(series[0]) + ".png: no embedding",
 		"forecast_cpu_host_nope_usage.png: no forecasts",
 		"imputed_cpu_host_nope_usage.png: no imputed points",
-		"embeddings_pca.png: 0 series with embeddings of model \"rls\"",
+		"anomaly_cpu_host_nope_usage.png: no anomaly scores",
+		"similar_cpu_host_nope_usage.png: no embedding",
+		"embeddings_cosine.png: 0 series with embeddings of model \"rls\"",
 	} {
 		if !strings.Contains(text, w) {
 			t.Errorf("skipped:\n%s\nlacks %q", text, w)
 		}
 	}
-	if len(res.Skipped) != 4 {
+	if len(res.Skipped) != 8 {
 		t.Errorf("%d skipped: %v", len(res.Skipped), res.Skipped)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -171,19 +177,28 @@ func TestWriteSkipsMissingData(t *testing.T) {
 }
 
 func TestWriteRange(t *testing.T) {
-	fx, c := setup(t)
+	fx, cs := setup(t)
 	dir := t.TempDir()
 	s := forecastSeries(fx)[0]
-	// A range after all the data: nothing to draw, nothing fails.
+	// A range after all the data: nothing to draw over time, nothing
+	// fails. The embedding plots are of the latest embeddings before To
+	// (none: the latest), so they are drawn.
 	from := fx.Start.Add(1000 * fx.Interval)
-	res, err := report.Write(context.Background(), c, report.Options{Series: []string{s}, Model: fx.Model, Dir: dir, From: from})
+	res, err := report.Write(context.Background(), cs[0], report.Options{Series: []string{s}, Model: fx.Model, Dir: dir, From: from, Days: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Embeddings are the latest before To (none: the latest), so the PCA
-	// is still drawn; everything else is out of range.
-	if len(res.Files) != 1 || filepath.Base(res.Files[0]) != "embeddings_pca.png" || len(res.Skipped) != 3 {
-		t.Errorf("files %v skipped %v", res.Files, res.Skipped)
+	var files []string
+	for _, f := range res.Files {
+		files = append(files, filepath.Base(f))
+	}
+	if want := []string{"similar_" + report.SeriesFileName(s) + ".png", "embeddings_cosine.png"}; !slices.Equal(files, want) || len(res.Skipped) != 4 {
+		t.Errorf("files %v skipped %v", files, res.Skipped)
+	}
+	for _, sk := range res.Skipped {
+		if !strings.Contains(sk, "since 2024-04-11 16:00") && !strings.HasPrefix(sk, "losses.png") {
+			t.Errorf("skip %q does not name the range", sk)
+		}
 	}
 }
 
@@ -194,6 +209,7 @@ func TestWriteRejectsBadOptions(t *testing.T) {
 		{Series: []string{"cpu,host=a"}, Model: "m", Dir: t.TempDir()},                     // bad key
 		{Series: []string{"cpu#u", "cpu#u"}, Model: "m", Dir: t.TempDir()},                 // twice
 		{Series: []string{"cpu,b=1,a=2#u", "cpu,a=2,b=1#u"}, Model: "m", Dir: t.TempDir()}, // twice too
+		{Series: []string{"cpu#u"}, Model: "m", Dir: t.TempDir(), Days: -1},                // negative days
 	} {
 		if _, err := report.Write(context.Background(), nil, o); err == nil {
 			t.Errorf("%+v accepted", o)
@@ -211,36 +227,6 @@ func TestSeriesFileName(t *testing.T) {
 	} {
 		if got := report.SeriesFileName(in); got != want {
 			t.Errorf("SeriesFileName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// TestPCA: points on a line through 3-D space project onto the first
-// component at their (centred) position along the line, which explains
-// all the variance.
-func TestPCA(t *testing.T) {
-	u := []float64{1 / math.Sqrt(3), 1 / math.Sqrt(3), -1 / math.Sqrt(3)}
-	off := []float64{5, -2, 7}
-	ts := []float64{-2, 0.5, 1, 3, 7.5}
-	x := mat.NewDense(len(ts), 3, nil)
-	var mean float64
-	for i, v := range ts {
-		mean += v / float64(len(ts))
-		for j := range u {
-			x.Set(i, j, off[j]+v*u[j])
-		}
-	}
-	proj, share, err := report.PCA(x, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if math.Abs(share[0]-1) > 1e-12 || share[1] > 1e-12 {
-		t.Errorf("variance shares %v", share)
-	}
-	sign := math.Copysign(1, proj.At(0, 0)*(ts[0]-mean))
-	for i, v := range ts {
-		if math.Abs(sign*proj.At(i, 0)-(v-mean)) > 1e-9 || math.Abs(proj.At(i, 1)) > 1e-9 {
-			t.Errorf("point %d: projected to (%v, %v), want (±%v, 0)", i, proj.At(i, 0), proj.At(i, 1), v-mean)
 		}
 	}
 }

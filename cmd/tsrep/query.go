@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"strconv"
@@ -15,54 +13,58 @@ import (
 	"text/tabwriter"
 	"time"
 
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/query"
 	"github.com/tsrep/tsrep/sinks"
 )
 
 func init() { registry = append(registry, newQueryCmd) }
 
-// queryInfluxFlags are the flags shared by query and report: where to read
-// and which model's output.
+// queryInfluxFlags are the flags shared by query, report and serve: the
+// configuration (--config, --set, --influx-url), where to read and which
+// model's output.
 type queryInfluxFlags struct {
-	cfgPath, model, bucket, url string
+	cf                   configFlags
+	model, bucket, langF string
 }
 
 func (f *queryInfluxFlags) register(fs *pflag.FlagSet) {
-	fs.StringVarP(&f.cfgPath, "config", "c", "config.toml", "configuration file; its [influx] section and model.name are used (defaults if the default file is missing)")
-	fs.StringVar(&f.model, "model", "", "model tag to read (default: model.name of the config)")
-	fs.StringVar(&f.bucket, "bucket", "", "bucket, or database on InfluxDB 1.8 (default: influx.bucket of the config)")
-	fs.StringVar(&f.url, "influx-url", "", "InfluxDB URL (default: influx.url of the config)")
+	f.cf.register(fs, flagInfluxURL, true)
+	fs.StringVar(&f.model, "model", "", "model tag to read (default: model.name of the configuration)")
+	fs.StringVar(&f.bucket, "bucket", "", "bucket, or database[/retention-policy] on InfluxDB 1.8 (default: influx.bucket of the configuration)")
+	fs.StringVar(&f.langF, "query-language", "", `"influxql" or "flux" (default: influx.query_language of the configuration, "influxql")`)
 }
 
 // queryReader is an open query client and what it reads.
 type queryReader struct {
-	q      *query.Client
-	model  string
-	prefix string
-	close  func()
+	q     *query.Client
+	model string
+	cfg   config.Config
+	close func()
 }
 
-// open loads the configuration and connects. A missing config file is
-// fine only if --config was not given.
+// open loads the configuration and connects (InfluxQL needs no
+// connection until the first query). A missing config.toml is fine unless
+// --config or $TSREP_CONFIG names it.
 func (f *queryInfluxFlags) open(cmd *cobra.Command) (*queryReader, error) {
-	cfg := config.Default()
-	if _, err := os.Stat(f.cfgPath); err == nil || cmd.Flags().Changed("config") {
-		if cfg, err = config.Load(f.cfgPath); err != nil {
-			return nil, err
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("config %s: %w", f.cfgPath, err)
-	}
-	if f.url != "" {
-		cfg.Influx.URL = f.url
+	cfg, _, err := f.cf.load(cmd)
+	if err != nil {
+		return nil, err
 	}
 	if f.bucket != "" {
 		cfg.Influx.Bucket = f.bucket
+	}
+	lang := cfg.Influx.QueryLanguage
+	if f.langF != "" {
+		lang = f.langF
+	}
+	l, err := query.ParseLanguage(lang)
+	if err != nil {
+		return nil, fmt.Errorf("--query-language: %w", err)
 	}
 	model := cfg.Model.Name
 	if f.model != "" {
@@ -72,15 +74,18 @@ func (f *queryInfluxFlags) open(cmd *cobra.Command) (*queryReader, error) {
 	if cfg.Influx.TokenEnv != "" {
 		token = os.Getenv(cfg.Influx.TokenEnv)
 	}
-	opts := influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(max(1, cfg.Influx.Timeout.Duration/time.Second))).SetLogLevel(0)
-	client := influxdb2.NewClientWithOptions(cfg.Influx.URL, token, opts)
-	return &queryReader{
-		q:      query.New(client.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Influx.MeasurementPrefix),
-		model:  model,
-		prefix: cfg.Influx.MeasurementPrefix,
-		close:  client.Close,
-	}, nil
+	q, err := query.Open(query.Options{
+		URL: cfg.Influx.URL, Token: token, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
+		Prefix: cfg.Influx.MeasurementPrefix, Language: l, Timeout: cfg.Influx.Timeout.Duration,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &queryReader{q: q, model: model, cfg: cfg, close: q.Close}, nil
 }
+
+// meas is an output measurement's name with the configured prefix.
+func (r *queryReader) meas(m string) string { return r.q.Prefix() + m }
 
 // queryOpts are the flags of every query subcommand.
 type queryOpts struct {
@@ -93,21 +98,30 @@ func newQueryCmd() *cobra.Command {
 	o := &queryOpts{}
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Read back what tsrep wrote to InfluxDB: embeddings, similar series, forecasts, imputed gaps, training losses",
-		Long: `Read back what tsrep wrote to InfluxDB.
+		Short: "Read back what tsrep wrote to InfluxDB: embeddings, similar series, forecasts, imputed gaps, anomaly scores, training losses, series",
+		Long: `Read back what tsrep wrote to InfluxDB, with InfluxQL on the v1 /query
+endpoint (InfluxDB 1.8, 2.x with a DBRP mapping, 3.x) or with Flux
+(influx.query_language, or --query-language).
 
 SERIES is a series key as tsrep writes it: measurement,tag=value...#field,
 escaping ',', ' ', '=', '#' and '\' inside names with a backslash, e.g.
 'etth1,source=demo#OT'. Times are RFC 3339 (2016-07-01T00:00:00Z), a date
 (2016-07-01, UTC), now, or an offset from now (-24h, -7d). Ranges are
-[--from, --to); --at is inclusive. --explain prints the Flux the command
-runs and an equivalent InfluxQL statement instead of running it.`,
+[--from, --to); --at is inclusive.
+
+Embeddings are compared only within one encoder version: by default the
+version of the series' newest embedding (at or before --at), or --version;
+embeddings written before versions were recorded are version 0.
+
+--explain prints the queries the command runs, in the configured language
+first, instead of running them.`,
 	}
 	pf := cmd.PersistentFlags()
 	o.register(pf)
 	pf.StringVar(&o.format, "format", "table", "output format: table, csv or json")
-	pf.BoolVar(&o.explain, "explain", false, "print the Flux and InfluxQL of the query instead of running it")
-	cmd.AddCommand(newQueryEmbeddingCmd(o), newQuerySimilarCmd(o), newQueryForecastCmd(o), newQueryImputedCmd(o), newQueryTrainCmd(o))
+	pf.BoolVar(&o.explain, "explain", false, "print the queries (InfluxQL and Flux) instead of running them")
+	cmd.AddCommand(newQueryEmbeddingCmd(o), newQuerySimilarCmd(o), newQueryForecastCmd(o), newQueryImputedCmd(o),
+		newQueryAnomalyCmd(o), newQueryTrainCmd(o), newQuerySeriesCmd(o))
 	return cmd
 }
 
@@ -119,13 +133,26 @@ func (o *queryOpts) check() error {
 	return fmt.Errorf("--format %q: use table, csv or json", o.format)
 }
 
-// queryExplain prints a query's Flux and InfluxQL.
-func queryExplain(w io.Writer, flux, influxQL string, note string) error {
-	if note != "" {
-		note = "\n" + note
+// queryExplain prints a query in both languages, the client's first.
+func queryExplain(w io.Writer, lang query.Language, e query.Explain, note string) error {
+	iql := fmt.Sprintf("-- InfluxQL%s\n%s\n", runsNote(lang == query.InfluxQL), e.InfluxQL)
+	flux := fmt.Sprintf("// Flux%s\n%s\n", runsNote(lang == query.Flux), e.Flux)
+	first, second := iql, flux
+	if lang == query.Flux {
+		first, second = flux, iql
 	}
-	_, err := fmt.Fprintf(w, "// Flux\n%s\n\n-- InfluxQL\n%s\n%s", flux, influxQL, note)
+	if note != "" {
+		note = "\n" + note + "\n"
+	}
+	_, err := fmt.Fprintf(w, "%s\n%s%s", first, second, note)
 	return err
+}
+
+func runsNote(runs bool) string {
+	if runs {
+		return " (what tsrep runs)"
+	}
+	return ""
 }
 
 func queryTimeFlag(name, v string) (time.Time, error) {
@@ -136,11 +163,31 @@ func queryTimeFlag(name, v string) (time.Time, error) {
 	return t, nil
 }
 
+// queryVersionFlag parses --version: "" is the newest.
+func queryVersionFlag(v string) (int64, error) {
+	if v == "" {
+		return query.NewestVersion, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n == query.NewestVersion {
+		return 0, fmt.Errorf("--version %q: give an encoder version, an integer (see the version column of query embedding)", v)
+	}
+	return n, nil
+}
+
+// versionNote says which version a comparison used.
+func versionNote(version int64, e query.Embedding) string {
+	if version == query.NewestVersion {
+		return fmt.Sprintf("encoder version %d: that of the newest embedding of %s (%s)", e.Version, e.Series, queryTime(e.Time))
+	}
+	return fmt.Sprintf("encoder version %d (--version)", version)
+}
+
 func newQueryEmbeddingCmd(o *queryOpts) *cobra.Command {
-	var at string
+	var at, version string
 	cmd := &cobra.Command{
 		Use:   "embedding SERIES",
-		Short: "The latest embedding of a series at or before --at",
+		Short: "The latest embedding of a series at or before --at, of the newest encoder version or --version",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
@@ -150,21 +197,23 @@ func newQueryEmbeddingCmd(o *queryOpts) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			v, err := queryVersionFlag(version)
+			if err != nil {
+				return err
+			}
 			r, err := o.open(cmd)
 			if err != nil {
 				return err
 			}
 			defer r.close()
 			if o.explain {
-				meas := r.prefix + sinks.MeasEmbedding
-				flux, err := query.EmbeddingFlux(r.q.Bucket(), meas, args[0], atT, r.model)
+				e, err := query.EmbeddingExplain(r.q.Bucket(), r.meas(sinks.MeasEmbedding), args[0], atT, r.model, v)
 				if err != nil {
 					return err
 				}
-				iql, _ := query.EmbeddingInfluxQL(meas, args[0], atT, r.model)
-				return queryExplain(cmd.OutOrStdout(), flux, iql, "")
+				return queryExplain(cmd.OutOrStdout(), r.q.Language(), e, "")
 			}
-			e, err := r.q.Embedding(cmd.Context(), args[0], atT, r.model)
+			e, err := r.q.EmbeddingOfVersion(cmd.Context(), args[0], atT, r.model, v)
 			if err != nil {
 				return err
 			}
@@ -172,21 +221,33 @@ func newQueryEmbeddingCmd(o *queryOpts) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&at, "at", "", "latest embedding at or before this time (default: the latest)")
+	cmd.Flags().StringVar(&version, "version", "", "encoder version (default: whatever the latest embedding's is)")
 	return cmd
 }
 
 func newQuerySimilarCmd(o *queryOpts) *cobra.Command {
-	var at string
+	var at, version string
 	var k int
 	cmd := &cobra.Command{
 		Use:   "similar SERIES",
-		Short: "The k series whose latest embeddings are the most cosine-similar to the series'",
-		Args:  cobra.ExactArgs(1),
+		Short: "The k series whose embeddings are the most cosine-similar to the series', within one encoder version",
+		Long: `The k series whose embeddings are the most cosine-similar to the series'.
+
+Only embeddings of one encoder version are compared: --version, or by
+default the version of the series' newest embedding at or before --at. Each
+other series contributes its latest embedding of that version at or before
+--at (not its latest overall). The version used is printed (a column, and
+on stderr with --format table).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
 				return err
 			}
 			atT, err := queryTimeFlag("at", at)
+			if err != nil {
+				return err
+			}
+			v, err := queryVersionFlag(version)
 			if err != nil {
 				return err
 			}
@@ -196,25 +257,28 @@ func newQuerySimilarCmd(o *queryOpts) *cobra.Command {
 			}
 			defer r.close()
 			if o.explain {
-				if _, err := query.CanonicalSeries(args[0]); err != nil {
+				e, err := query.SimilarExplain(r.q.Bucket(), r.meas(sinks.MeasEmbedding), args[0], atT, r.model, v)
+				if err != nil {
 					return err
 				}
-				meas := r.prefix + sinks.MeasEmbedding
-				return queryExplain(cmd.OutOrStdout(), query.SimilarFlux(r.q.Bucket(), meas, atT, r.model), query.SimilarInfluxQL(meas, atT, r.model),
-					"The cosine similarity of the series' vector (e0..eN) to every other row is computed by tsrep.\n")
+				return queryExplain(cmd.OutOrStdout(), r.q.Language(), e, "The cosine similarity of the series' vector (e0..eN) to every other series' is computed by tsrep.")
 			}
-			ms, err := r.q.Similar(cmd.Context(), args[0], atT, k, r.model)
+			q, ms, err := r.q.SimilarOfVersion(cmd.Context(), args[0], atT, k, r.model, v)
 			if err != nil {
 				return err
 			}
-			t := queryTable{header: []string{"rank", "series", "score", "time"}}
+			if o.format == "table" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "compared within %s\n", versionNote(v, q))
+			}
+			t := queryTable{header: []string{"rank", "series", "score", "time", "version"}}
 			for i, m := range ms {
-				t.rows = append(t.rows, []queryCell{queryInt(int64(i + 1)), {s: m.Series}, queryNum(m.Score), {s: queryTime(m.Time)}})
+				t.rows = append(t.rows, []queryCell{queryInt(int64(i + 1)), {s: m.Series}, queryNum(m.Score), {s: queryTime(m.Time)}, queryInt(m.Version)})
 			}
 			return t.write(cmd.OutOrStdout(), o.format)
 		},
 	}
 	cmd.Flags().StringVar(&at, "at", "", "compare the latest embeddings at or before this time (default: the latest)")
+	cmd.Flags().StringVar(&version, "version", "", "encoder version to compare within (default: that of the series' newest embedding)")
 	cmd.Flags().IntVarP(&k, "k", "k", 10, "number of similar series")
 	return cmd
 }
@@ -263,6 +327,42 @@ func newQueryImputedCmd(o *queryOpts) *cobra.Command {
 	})
 }
 
+func newQueryAnomalyCmd(o *queryOpts) *cobra.Command {
+	var minScore float64
+	cmd := o.rangeCmd(&cobra.Command{
+		Use:   "anomaly SERIES",
+		Short: "A series' anomaly scores (tsrep_anomaly) in [--from, --to), those of at least --min-score",
+		Long: `A series' anomaly scores in [--from, --to): per point, score in [0, 1]
+(computed before the point was learnt from), surprise (−log10 of the
+probability of what the point shows), z (the forecast error in standard
+deviations of the series' recent errors) and novelty (the embedding's
+cosine distance to the series' past ones), empty where not written.`,
+		Args: cobra.ExactArgs(1),
+	}, func(cmd *cobra.Command, args []string, from, to time.Time, r *queryReader) error {
+		if o.explain {
+			return r.explainRange(cmd, query.MeasAnomaly, args[0], from, to,
+				func(bucket, meas, series string, from, to time.Time, model string) (string, error) {
+					return query.AnomaliesFlux(bucket, meas, series, from, to, model, minScore)
+				},
+				func(meas, series string, from, to time.Time, model string) (string, error) {
+					return query.AnomaliesInfluxQL(meas, series, from, to, model, minScore)
+				})
+		}
+		pts, err := r.q.Anomalies(cmd.Context(), args[0], from, to, r.model, minScore)
+		if err != nil {
+			return err
+		}
+		t := queryTable{header: []string{"time", "score", "surprise", "z", "novelty"}}
+		for _, p := range pts {
+			t.rows = append(t.rows, []queryCell{{s: queryTime(p.Time)}, queryNum(p.Score), queryNum(p.Surprise), queryNum(p.Z), queryNum(p.Novelty)})
+		}
+		o.noteEmpty(cmd, len(pts), "anomaly scores", args[0], r.model)
+		return t.write(cmd.OutOrStdout(), o.format)
+	})
+	cmd.Flags().Float64Var(&minScore, "min-score", 0, "only points whose score is at least this, in [0, 1]")
+	return cmd
+}
+
 func newQueryTrainCmd(o *queryOpts) *cobra.Command {
 	return o.rangeCmd(&cobra.Command{
 		Use:   "train",
@@ -270,8 +370,9 @@ func newQueryTrainCmd(o *queryOpts) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}, func(cmd *cobra.Command, _ []string, from, to time.Time, r *queryReader) error {
 		if o.explain {
-			meas := r.prefix + sinks.MeasTrain
-			return queryExplain(cmd.OutOrStdout(), query.TrainLossesFlux(r.q.Bucket(), meas, r.model, from, to), query.TrainLossesInfluxQL(meas, r.model, from, to), "")
+			meas := r.meas(sinks.MeasTrain)
+			return queryExplain(cmd.OutOrStdout(), r.q.Language(), query.Explain{
+				Flux: query.TrainLossesFlux(r.q.Bucket(), meas, r.model, from, to), InfluxQL: query.TrainLossesInfluxQL(meas, r.model, from, to)}, "")
 		}
 		steps, err := r.q.TrainLosses(cmd.Context(), r.model, from, to)
 		if err != nil {
@@ -287,6 +388,75 @@ func newQueryTrainCmd(o *queryOpts) *cobra.Command {
 		}
 		return t.write(cmd.OutOrStdout(), o.format)
 	})
+}
+
+// seriesOutputs are the outputs query series lists, in its columns' order.
+var seriesOutputs = []string{sinks.MeasForecast, sinks.MeasEmbedding, query.MeasAnomaly, sinks.MeasImputed}
+
+func newQuerySeriesCmd(o *queryOpts) *cobra.Command {
+	var f query.SeriesFilter
+	var tags []string
+	cmd := &cobra.Command{
+		Use:   "series",
+		Short: "The series the model wrote output for, with the time of each output's newest point",
+		Long: `The series the model wrote forecasts, embeddings, anomaly scores or
+imputed values for, and the time of each output's newest point (empty: the
+series has none of that output). --measurement, --field and --tag KEY:VALUE
+(repeatable; split at the first ':') keep the series that have them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			for _, t := range tags {
+				k, v, ok := strings.Cut(t, ":")
+				if !ok || k == "" {
+					return fmt.Errorf("--tag %q: write KEY:VALUE, e.g. --tag host:a", t)
+				}
+				f.Tags = append(f.Tags, ingest.KV{Key: k, Value: v})
+			}
+			r, err := o.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer r.close()
+			if o.explain {
+				fl, err := query.SeriesListFlux(r.q.Bucket(), r.q.Prefix(), r.model, f)
+				if err != nil {
+					return err
+				}
+				iql, _ := query.SeriesListInfluxQL(r.q.Prefix(), r.model, f)
+				return queryExplain(cmd.OutOrStdout(), r.q.Language(), query.Explain{Flux: fl, InfluxQL: iql}, "")
+			}
+			list, err := r.q.ListSeries(cmd.Context(), r.model, f)
+			if err != nil {
+				return err
+			}
+			t := queryTable{header: []string{"series"}}
+			for _, o := range seriesOutputs {
+				t.header = append(t.header, o)
+			}
+			for _, s := range list {
+				row := []queryCell{{s: s.Series}}
+				for _, o := range seriesOutputs {
+					c := queryCell{}
+					if tm, ok := s.Latest[o]; ok {
+						c.s = queryTime(tm)
+					}
+					row = append(row, c)
+				}
+				t.rows = append(t.rows, row)
+			}
+			if len(list) == 0 && o.format == "table" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "no series of model %q pass the filter\n", r.model)
+			}
+			return t.write(cmd.OutOrStdout(), o.format)
+		},
+	}
+	cmd.Flags().StringVar(&f.Measurement, "measurement", "", "only series of this input measurement")
+	cmd.Flags().StringVar(&f.Field, "field", "", "only series of this field")
+	cmd.Flags().StringArrayVar(&tags, "tag", nil, "only series with this input tag, KEY:VALUE (repeatable)")
+	return cmd
 }
 
 // rangeCmd completes c, a query over [--from, --to): its flags, and a RunE
@@ -306,18 +476,18 @@ func (o *queryOpts) rangeCmd(c *cobra.Command, run func(cmd *cobra.Command, args
 	return c
 }
 
-// explainRange prints the Flux and InfluxQL of a query of one series'
-// points of measurement meas in [from, to).
+// explainRange prints the queries of one series' points of measurement
+// meas in [from, to).
 func (r *queryReader) explainRange(cmd *cobra.Command, meas, series string, from, to time.Time,
 	flux func(bucket, meas, series string, from, to time.Time, model string) (string, error),
 	influxQL func(meas, series string, from, to time.Time, model string) (string, error)) error {
-	meas = r.prefix + meas
+	meas = r.meas(meas)
 	f, err := flux(r.q.Bucket(), meas, series, from, to, r.model)
 	if err != nil {
 		return err
 	}
 	iql, _ := influxQL(meas, series, from, to, r.model)
-	return queryExplain(cmd.OutOrStdout(), f, iql, "")
+	return queryExplain(cmd.OutOrStdout(), r.q.Language(), query.Explain{Flux: f, InfluxQL: iql}, "")
 }
 
 // rangeArgs checks the format, parses --from/--to and connects.
@@ -487,10 +657,10 @@ func queryWriteEmbedding(w io.Writer, format string, e query.Embedding, model st
 		for i, x := range e.Vector {
 			v[i] = queryJSONFloat(x)
 		}
-		return queryWriteJSON(w, queryJSONEmbedding{Series: e.Series, Model: model, Time: queryTime(e.Time), Embedding: v})
+		return queryWriteJSON(w, queryJSONEmbedding{Series: e.Series, Model: model, Time: queryTime(e.Time), Version: e.Version, Embedding: v})
 	case "csv":
-		t := queryTable{header: []string{"series", "model", "time"}}
-		r := []queryCell{{s: e.Series}, {s: model}, {s: queryTime(e.Time)}}
+		t := queryTable{header: []string{"series", "model", "time", "version"}}
+		r := []queryCell{{s: e.Series}, {s: model}, {s: queryTime(e.Time)}, queryInt(e.Version)}
 		for i, x := range e.Vector {
 			t.header = append(t.header, "e"+strconv.Itoa(i))
 			r = append(r, queryNum(x))
@@ -499,10 +669,11 @@ func queryWriteEmbedding(w io.Writer, format string, e query.Embedding, model st
 		return t.write(w, format)
 	}
 	// A table of one row would be as wide as the embedding: one line per
-	// component instead, after the series, model and time.
+	// component instead, after the series, model, time and version.
 	t := queryTable{header: []string{"series", e.Series}, rows: [][]queryCell{
 		{{s: "model"}, {s: model}},
 		{{s: "time"}, {s: queryTime(e.Time)}},
+		{{s: "version"}, queryInt(e.Version)},
 		{{s: "dim"}, {s: strconv.Itoa(len(e.Vector))}},
 	}}
 	for i, x := range e.Vector {
@@ -527,6 +698,7 @@ type queryJSONEmbedding struct {
 	Series    string           `json:"series"`
 	Model     string           `json:"model"`
 	Time      string           `json:"time"`
+	Version   int64            `json:"version"`
 	Embedding []queryJSONFloat `json:"embedding"`
 }
 

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,21 +31,30 @@ type cliEnv struct {
 	fx     *querytest.Fixture
 	in     testenv.Influx
 	client *query.Client
+	lang   query.Language
 	config string // written per test
 }
 
 // cliSetup returns the fixture, written once, and a config file pointing
-// at it written for each test.
-func cliSetup(t *testing.T) cliEnv {
+// at it, reading with lang, written for each test.
+func cliSetup(t *testing.T, lang query.Language) cliEnv {
 	t.Helper()
 	s := querytest.Shared(t)
-	e := cliEnv{fx: s.Fixture, in: s.Influx, client: s.Client}
+	e := cliEnv{fx: s.Fixture, in: s.Influx, client: s.Client, lang: lang}
 	e.config = filepath.Join(t.TempDir(), "config.toml")
-	text := fmt.Sprintf("[influx]\nurl = %q\nbucket = %q\nmeasurement_prefix = %q\n\n[model]\nname = %q\n", e.in.URL, e.in.Database, e.fx.Prefix, e.fx.Model)
+	text := fmt.Sprintf("[influx]\nurl = %q\nbucket = %q\nmeasurement_prefix = %q\nquery_language = %q\n\n[model]\nname = %q\n",
+		e.in.URL, e.in.Database, e.fx.Prefix, lang, e.fx.Model)
 	if err := os.WriteFile(e.config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// eachLang runs f as a subtest with a config reading in each language.
+func eachLang(t *testing.T, f func(t *testing.T, e cliEnv)) {
+	for _, l := range []query.Language{query.InfluxQL, query.Flux} {
+		t.Run(string(l), func(t *testing.T) { f(t, cliSetup(t, l)) })
+	}
 }
 
 // run runs tsrep with args and returns its stdout and stderr.
@@ -98,97 +111,137 @@ func val(p *float64) float64 {
 func same(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
 
 func TestQueryEmbedding(t *testing.T) {
-	e := cliSetup(t)
-	s := `mem,host=b,note=a\,b${x}#used`
-	embs := e.fx.Embeddings[s]
-	want := embs[3]
-	at := want.Time.Format(time.RFC3339)
+	eachLang(t, func(t *testing.T, e cliEnv) {
+		s := `mem,host=b,note=a\,b${x}#used`
+		embs := e.fx.Embeddings[s]
+		want := embs[3]
+		at := want.Time.Format(time.RFC3339)
 
-	var js struct {
-		Series    string
-		Model     string
-		Time      string
-		Embedding []float64
-	}
-	out := mustRun(t, "query", "embedding", s, "--at", at, "--config", e.config, "--format", "json")
-	if err := json.Unmarshal([]byte(out), &js); err != nil {
-		t.Fatalf("json: %v\n%s", err, out)
-	}
-	if js.Series != s || js.Model != e.fx.Model || js.Time != want.Time.Format(time.RFC3339Nano) || !slices.Equal(js.Embedding, want.Vector) {
-		t.Errorf("json %+v, want %+v", js, want)
-	}
+		var js struct {
+			Series    string
+			Model     string
+			Time      string
+			Version   int64
+			Embedding []float64
+		}
+		out := mustRun(t, "query", "embedding", s, "--at", at, "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil {
+			t.Fatalf("json: %v\n%s", err, out)
+		}
+		if js.Series != s || js.Model != e.fx.Model || js.Time != want.Time.Format(time.RFC3339Nano) || js.Version != want.Version || !slices.Equal(js.Embedding, want.Vector) {
+			t.Errorf("json %+v, want %+v", js, want)
+		}
 
-	recs := parseCSV(t, mustRun(t, "query", "embedding", s, "--at", at, "--config", e.config, "--format", "csv"))
-	if len(recs) != 2 || len(recs[0]) != 3+len(want.Vector) || recs[0][3] != "e0" || recs[1][0] != s || recs[1][1] != e.fx.Model {
-		t.Fatalf("csv %q", recs)
-	}
-	for i, v := range want.Vector {
-		if parseFloat(t, recs[1][3+i]) != v {
-			t.Errorf("csv e%d = %s, want %v", i, recs[1][3+i], v)
+		recs := parseCSV(t, mustRun(t, "query", "embedding", s, "--at", at, "--config", e.config, "--format", "csv"))
+		if len(recs) != 2 || len(recs[0]) != 4+len(want.Vector) || recs[0][3] != "version" || recs[0][4] != "e0" || recs[1][0] != s || recs[1][1] != e.fx.Model || recs[1][3] != "3" {
+			t.Fatalf("csv %q", recs)
 		}
-	}
+		for i, v := range want.Vector {
+			if parseFloat(t, recs[1][4+i]) != v {
+				t.Errorf("csv e%d = %s, want %v", i, recs[1][4+i], v)
+			}
+		}
 
-	// The default table: one aligned "name value" line per component.
-	out = mustRun(t, "query", "embedding", s, "--config", e.config)
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 4+len(want.Vector) || !strings.HasPrefix(lines[0], "series  "+s) || !strings.Contains(out, "\ndim     8\n") {
-		t.Fatalf("table:\n%s", out)
-	}
-	col := strings.Index(lines[0], s)
-	last := embs[len(embs)-1]
-	for i, v := range last.Vector {
-		l := lines[4+i]
-		if !strings.HasPrefix(l, fmt.Sprintf("e%d", i)) || strings.TrimSpace(l[:col]) != fmt.Sprintf("e%d", i) {
-			t.Errorf("table line %q is not aligned at column %d", l, col)
+		// The default table: one aligned "name value" line per component.
+		out = mustRun(t, "query", "embedding", s, "--config", e.config)
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		if len(lines) != 5+len(want.Vector) || !strings.HasPrefix(lines[0], "series   "+s) || !strings.Contains(out, "\nversion  4\ndim      8\n") {
+			t.Fatalf("table:\n%s", out)
 		}
-		if got := parseFloat(t, l[col:]); math.Abs(got-v) > 1e-5*math.Abs(v) {
-			t.Errorf("table e%d = %v, want %v", i, got, v)
+		col := strings.Index(lines[0], s)
+		last := embs[len(embs)-1]
+		for i, v := range last.Vector {
+			l := lines[5+i]
+			if !strings.HasPrefix(l, fmt.Sprintf("e%d", i)) || strings.TrimSpace(l[:col]) != fmt.Sprintf("e%d", i) {
+				t.Errorf("table line %q is not aligned at column %d", l, col)
+			}
+			if got := parseFloat(t, l[col:]); math.Abs(got-v) > 1e-5*math.Abs(v) {
+				t.Errorf("table e%d = %v, want %v", i, got, v)
+			}
 		}
-	}
+
+		// --version: the latest embedding of that version.
+		out = mustRun(t, "query", "embedding", s, "--version", "3", "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil || js.Version != 3 || js.Time != embs[3].Time.Format(time.RFC3339Nano) {
+			t.Errorf("--version 3: %+v %v", js, err)
+		}
+		// Embeddings written without a version are version 0.
+		out = mustRun(t, "query", "embedding", s, "--version", "0", "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil || js.Version != 0 || js.Time != embs[1].Time.Format(time.RFC3339Nano) {
+			t.Errorf("--version 0: %+v %v", js, err)
+		}
+	})
+}
+
+type similarJSON struct {
+	Rank    int
+	Series  string
+	Score   float64
+	Time    string
+	Version int64
 }
 
 func TestQuerySimilar(t *testing.T) {
-	e := cliSetup(t)
-	s := `cpu,host=a,region=eu#usage`
-	want, err := e.client.Similar(testenv.Context(t, time.Minute), s, time.Time{}, 4, e.fx.Model)
-	if err != nil || len(want) != 4 {
-		t.Fatal(want, err)
-	}
-	var js []struct {
-		Rank   int
-		Series string
-		Score  float64
-		Time   string
-	}
-	out := mustRun(t, "query", "similar", s, "--k", "4", "--config", e.config, "--format", "json")
-	if err := json.Unmarshal([]byte(out), &js); err != nil {
-		t.Fatalf("json: %v\n%s", err, out)
-	}
-	if len(js) != 4 {
-		t.Fatalf("json: %d matches", len(js))
-	}
-	for i, m := range js {
-		if m.Rank != i+1 || m.Series != want[i].Series || m.Score != want[i].Score || m.Time != want[i].Time.Format(time.RFC3339Nano) {
-			t.Errorf("json match %d: %+v, want %+v", i, m, want[i])
+	eachLang(t, func(t *testing.T, e cliEnv) {
+		s := `cpu,host=a,region=eu#usage`
+		_, want, _ := e.fx.Similar(s, time.Time{}, 4, query.NewestVersion)
+		if len(want) != 4 {
+			t.Fatal(want)
 		}
-	}
-	recs := parseCSV(t, mustRun(t, "query", "similar", s, "-k", "4", "--config", e.config, "--format", "csv"))
-	if !slices.Equal(recs[0], []string{"rank", "series", "score", "time"}) || len(recs) != 5 {
-		t.Fatalf("csv %q", recs)
-	}
-	for i, r := range recs[1:] {
-		if r[0] != strconv.Itoa(i+1) || r[1] != want[i].Series || parseFloat(t, r[2]) != want[i].Score {
-			t.Errorf("csv row %d: %q, want %+v", i, r, want[i])
+		var js []similarJSON
+		out := mustRun(t, "query", "similar", s, "--k", "4", "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil {
+			t.Fatalf("json: %v\n%s", err, out)
 		}
-	}
-	out = mustRun(t, "query", "similar", s, "--config", e.config)
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != len(e.fx.Series) || !strings.HasPrefix(lines[0], "rank  series") {
-		t.Errorf("table (default k=10, %d other series):\n%s", len(e.fx.Series)-1, out)
-	}
+		if len(js) != 4 {
+			t.Fatalf("json: %d matches", len(js))
+		}
+		for i, m := range js {
+			if m.Rank != i+1 || m.Series != want[i].Series || math.Abs(m.Score-want[i].Score) > 1e-12 || m.Time != want[i].Time.Format(time.RFC3339Nano) || m.Version != 4 {
+				t.Errorf("json match %d: %+v, want %+v", i, m, want[i])
+			}
+		}
+		recs := parseCSV(t, mustRun(t, "query", "similar", s, "-k", "4", "--config", e.config, "--format", "csv"))
+		if !slices.Equal(recs[0], []string{"rank", "series", "score", "time", "version"}) || len(recs) != 5 {
+			t.Fatalf("csv %q", recs)
+		}
+		for i, r := range recs[1:] {
+			if r[0] != strconv.Itoa(i+1) || r[1] != want[i].Series || math.Abs(parseFloat(t, r[2])-want[i].Score) > 1e-12 || r[4] != "4" {
+				t.Errorf("csv row %d: %q, want %+v", i, r, want[i])
+			}
+		}
+		// The table says which version it compared within.
+		out, stderr, err := run(t, "query", "similar", s, "--config", e.config)
+		if err != nil || !strings.Contains(stderr, "compared within encoder version 4: that of the newest embedding of "+s) {
+			t.Errorf("table: %v\n%s", err, stderr)
+		}
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1+4 || !strings.HasPrefix(lines[0], "rank  series") {
+			t.Errorf("table (4 other series of version 4):\n%s", out)
+		}
+		// --version 3: every other series' latest embedding of version 3.
+		_, want3, _ := e.fx.Similar(s, time.Time{}, 10, 3)
+		out, stderr, err = run(t, "query", "similar", s, "--version", "3", "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil || len(js) != len(want3) || len(js) < 5 {
+			t.Fatalf("--version 3: %v %v\n%s", err, len(js), out)
+		}
+		for i, m := range js {
+			if m.Series != want3[i].Series || m.Time != want3[i].Time.Format(time.RFC3339Nano) || m.Version != 3 {
+				t.Errorf("--version 3 match %d: %+v, want %+v", i, m, want3[i])
+			}
+		}
+		// A series that lags at version 3 is compared within 3 by default.
+		_, stderr, _ = run(t, "query", "similar", `mem,host=c#used`, "--config", e.config)
+		if !strings.Contains(stderr, "compared within encoder version 3") {
+			t.Errorf("lagging series: %s", stderr)
+		}
+	})
 }
 
 func TestQueryForecast(t *testing.T) {
-	e := cliSetup(t)
+	eachLang(t, testQueryForecast)
+}
+
+func testQueryForecast(t *testing.T, e cliEnv) {
 	s := `disk,model=x,path=C:\\data#free`
 	all := e.fx.Forecasts[s]
 	from, to := all[80].Time, all[len(all)-1].Time.Add(time.Second)
@@ -243,7 +296,10 @@ func TestQueryForecast(t *testing.T) {
 }
 
 func TestQueryImputedAndTrain(t *testing.T) {
-	e := cliSetup(t)
+	eachLang(t, testQueryImputedAndTrain)
+}
+
+func testQueryImputedAndTrain(t *testing.T, e cliEnv) {
 	s := `cpu,host=a#usage`
 	var js []struct {
 		Time  string
@@ -276,30 +332,120 @@ func TestQueryImputedAndTrain(t *testing.T) {
 	}
 }
 
+func TestQueryAnomaly(t *testing.T) {
+	eachLang(t, func(t *testing.T, e cliEnv) {
+		s := `disk,model=x,path=C:\\data#free`
+		var want []query.AnomalyPoint
+		for _, a := range e.fx.Anomalies[s] {
+			if a.Score >= 0.5 {
+				want = append(want, a)
+			}
+		}
+		var js []struct {
+			Time                        string
+			Score, Surprise, Z, Novelty *float64
+		}
+		out := mustRun(t, "query", "anomaly", s, "--min-score", "0.5", "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil {
+			t.Fatalf("json: %v\n%s", err, out)
+		}
+		if len(js) != len(want) || len(want) == 0 {
+			t.Fatalf("%d points, want %d", len(js), len(want))
+		}
+		for i, p := range js {
+			w := want[i]
+			if p.Time != w.Time.Format(time.RFC3339Nano) || val(p.Score) != w.Score || !same(val(p.Surprise), w.Surprise) || !same(val(p.Z), w.Z) || !same(val(p.Novelty), w.Novelty) {
+				t.Errorf("%d: %+v, want %+v", i, p, w)
+			}
+		}
+		all := e.fx.Anomalies[s]
+		recs := parseCSV(t, mustRun(t, "query", "anomaly", s, "--from", all[10].Time.Format(time.RFC3339), "--to", all[20].Time.Format(time.RFC3339), "--config", e.config, "--format", "csv"))
+		if !slices.Equal(recs[0], []string{"time", "score", "surprise", "z", "novelty"}) || len(recs) != 11 {
+			t.Fatalf("csv: %q", recs)
+		}
+		if nov := recs[1][4] + recs[2][4]; !(recs[1][4] == "" || recs[2][4] == "") || nov == "" {
+			t.Errorf("novelty is written every other point: %q", recs[1:3])
+		}
+		_, stderr, err := run(t, "query", "anomaly", s, "--model", e.fx.Other, "--config", e.config)
+		if err != nil || !strings.Contains(stderr, "no anomaly scores of series") {
+			t.Errorf("a model without anomaly scores: %v %s", err, stderr)
+		}
+	})
+}
+
+func TestQuerySeries(t *testing.T) {
+	eachLang(t, func(t *testing.T, e cliEnv) {
+		recs := parseCSV(t, mustRun(t, "query", "series", "--config", e.config, "--format", "csv"))
+		if !slices.Equal(recs[0], []string{"series", "forecast", "embedding", "anomaly", "imputed"}) || len(recs) != 1+len(e.fx.Series) {
+			t.Fatalf("csv %q", recs)
+		}
+		for _, r := range recs[1:] {
+			_, hasFc := e.fx.Forecasts[r[0]]
+			es := e.fx.Embeddings[r[0]]
+			if (r[1] != "") != hasFc || r[2] != es[len(es)-1].Time.Format(time.RFC3339Nano) || (r[3] != "") != hasFc {
+				t.Errorf("row %q", r)
+			}
+		}
+		var js []map[string]string
+		out := mustRun(t, "query", "series", "--tag", "host:a", "--measurement", "cpu", "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil || len(js) != 3 || js[0]["series"] != `cpu,host=a#usage` {
+			t.Errorf("filtered: %v\n%s", err, out)
+		}
+		out = mustRun(t, "query", "series", "--tag", `path:C:\data`, "--config", e.config, "--format", "json")
+		if err := json.Unmarshal([]byte(out), &js); err != nil || len(js) != 1 || js[0]["series"] != `disk,model=x,path=C:\\data#free` {
+			t.Errorf("a value with a colon and a backslash: %v\n%s", err, out)
+		}
+	})
+}
+
 func TestQueryExplain(t *testing.T) {
 	// --explain does not connect: a URL nothing listens on is fine.
 	out := mustRun(t, "query", "forecast", `cpu,host=a\ b#usage`, "--from", "2024-01-01", "--influx-url", "http://127.0.0.1:1", "--bucket", "tsrep", "--model", "ssl", "--explain")
 	for _, w := range []string{
-		`from(bucket: "tsrep")`,
+		"-- InfluxQL (what tsrep runs)\n" + `SELECT "predicted", "actual", abs("actual" - "predicted") AS "abs_error", "last_value", abs("actual" - "last_value") AS "last_value_abs_error" FROM "tsrep_forecast" WHERE`,
+		`"host" = 'a b'`,
+		"// Flux\n" + `from(bucket: "tsrep")`,
 		`range(start: 2024-01-01T00:00:00Z, stop: 2262-01-01T00:00:00Z)`,
 		`r.host == "a b"`,
 		`pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")`,
-		`-- InfluxQL`,
-		`SELECT "predicted", "actual", abs("actual" - "predicted") AS "abs_error", "last_value", abs("actual" - "last_value") AS "last_value_abs_error" FROM "tsrep_forecast" WHERE`,
-		`"host" = 'a b'`,
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("explain lacks %q:\n%s", w, out)
 		}
 	}
+	if !strings.HasPrefix(out, "-- InfluxQL") {
+		t.Errorf("InfluxQL, the default, is not first:\n%s", out)
+	}
+	out = mustRun(t, "query", "forecast", `cpu#usage`, "--influx-url", "http://127.0.0.1:1", "--model", "ssl", "--explain", "--query-language", "flux")
+	if !strings.HasPrefix(out, "// Flux (what tsrep runs)\n") || !strings.Contains(out, "\n-- InfluxQL\n") {
+		t.Errorf("flux first:\n%s", out)
+	}
 	out = mustRun(t, "query", "similar", `cpu#usage`, "--influx-url", "http://127.0.0.1:1", "--model", "ssl", "--explain")
-	if !strings.Contains(out, "last()") || !strings.Contains(out, "ORDER BY time DESC LIMIT 1") {
-		t.Errorf("similar explain:\n%s", out)
+	for _, w := range []string{
+		"-- 1. the series' newest embedding: its version V is the one compared",
+		"ORDER BY time DESC LIMIT 1",
+		`"version" = V`,
+		"-- 3. only if one of them has another version than V",
+		"|> last()",
+		"(if exists r.version then r.version else 0) == V)",
+		"computed by tsrep",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("similar explain lacks %q:\n%s", w, out)
+		}
+	}
+	out = mustRun(t, "query", "embedding", `cpu#usage`, "--version", "0", "--influx-url", "http://127.0.0.1:1", "--model", "ssl", "--explain")
+	if !strings.Contains(out, `"version" = 0`) || !strings.Contains(out, `ORDER BY time ASC LIMIT 1`) || !strings.Contains(out, "count as 0") {
+		t.Errorf("embedding --version 0 explain:\n%s", out)
+	}
+	out = mustRun(t, "query", "anomaly", `cpu#usage`, "--min-score", "0.9", "--influx-url", "http://127.0.0.1:1", "--model", "ssl", "--explain")
+	if !strings.Contains(out, `"score" >= 0.9`) || !strings.Contains(out, "r.score >= 0.9") {
+		t.Errorf("anomaly explain:\n%s", out)
 	}
 }
 
 func TestQueryErrors(t *testing.T) {
-	e := cliSetup(t)
+	e := cliSetup(t, query.InfluxQL)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -312,6 +458,14 @@ func TestQueryErrors(t *testing.T) {
 		{[]string{"query", "forecast", "cpu#u", "--config", filepath.Join(t.TempDir(), "missing.toml")}, "read config"},
 		{[]string{"query", "similar", "cpu,host=a#usage", "--k", "0", "--config", e.config}, "k is 0"},
 		{[]string{"report", "--out", t.TempDir(), "--config", e.config}, "--series"},
+		{[]string{"report", "--series", "cpu#u", "--days", "-1", "--out", t.TempDir(), "--config", e.config}, "--days"},
+		{[]string{"query", "similar", "cpu,host=a#usage", "--version", "x", "--config", e.config}, "--version"},
+		{[]string{"query", "similar", "cpu,host=a#usage", "--version", "7", "--config", e.config}, "encoder version 7: no data"},
+		{[]string{"query", "anomaly", "cpu,host=a#usage", "--min-score", "2", "--config", e.config}, "minimum score 2"},
+		{[]string{"query", "train", "--query-language", "sql", "--config", e.config}, "--query-language"},
+		{[]string{"query", "series", "--tag", "host", "--config", e.config}, "KEY:VALUE"},
+		{[]string{"query", "embedding", "cpu,host=a\nb#usage", "--config", e.config}, "control character"},
+		{[]string{"query", "train", "--bucket", "nope", "--config", e.config}, "database not found"},
 	} {
 		_, _, err := run(t, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -321,7 +475,7 @@ func TestQueryErrors(t *testing.T) {
 }
 
 func TestReportCommand(t *testing.T) {
-	e := cliSetup(t)
+	e := cliSetup(t, query.InfluxQL)
 	dir := t.TempDir()
 	out := mustRun(t, "report", "--series", `cpu,host=a#usage,disk,model=x,path=C:\\data#free`, "--out", dir, "--config", e.config)
 	var files []string
@@ -332,13 +486,18 @@ func TestReportCommand(t *testing.T) {
 			t.Errorf("unexpected line %q", l)
 		}
 	}
-	want := []string{"forecast_cpu_host_a_usage.png", "imputed_cpu_host_a_usage.png", "forecast_disk_model_x_path_C_data_free.png",
-		"imputed_disk_model_x_path_C_data_free.png", "losses.png", "embeddings_pca.png"}
+	var want []string
+	for _, s := range []string{"cpu_host_a_usage", "disk_model_x_path_C_data_free"} {
+		for _, k := range []string{"forecast_", "imputed_", "anomaly_", "similar_"} {
+			want = append(want, k+s+".png")
+		}
+	}
+	want = append(want, "losses.png", "embeddings_cosine.png")
 	if !slices.Equal(files, want) {
 		t.Errorf("wrote %v, want %v", files, want)
 	}
-	out = mustRun(t, "report", "--series", `cpu,host=a#usage`, "--out", t.TempDir(), "--config", e.config, "--model", e.fx.Other)
-	if !strings.Contains(out, "skipped embeddings_pca.png: 0 series with embeddings") {
+	out = mustRun(t, "report", "--series", `cpu,host=a#usage`, "--out", t.TempDir(), "--config", e.config, "--model", e.fx.Other, "--query-language", "flux")
+	if !strings.Contains(out, "skipped embeddings_cosine.png: 0 series with embeddings") || !strings.Contains(out, "skipped similar_cpu_host_a_usage.png: no embedding") {
 		t.Errorf("learner without embeddings:\n%s", out)
 	}
 }
@@ -354,5 +513,52 @@ func TestSplitSeriesKeys(t *testing.T) {
 		if got := splitSeriesKeys(in); !slices.Equal(got, want) {
 			t.Errorf("splitSeriesKeys(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestServe: tsrep serve answers the API on --listen with the
+// configuration's model and stops when its context ends.
+func TestServe(t *testing.T) {
+	e := cliSetup(t, query.InfluxQL)
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	root := &cobra.Command{Use: "tsrep", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(newServeCmd())
+	root.SetOut(io.Discard)
+	root.SetArgs([]string{"serve", "--listen", addr, "--config", e.config})
+	ctx, cancel := context.WithCancel(testenv.Context(t, time.Minute))
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	u := "http://" + addr + "/api/v1/similar?" + url.Values{"series": {`cpu,host=a#usage`}, "k": {"2"}}.Encode()
+	var resp *http.Response
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if resp, err = http.Get(u); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v", err)
+		case <-time.After(20 * time.Millisecond): // polling until it listens
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve does not answer: %v", err)
+		}
+	}
+	var body struct {
+		Model   string
+		Version int64
+		Matches []struct{ Series string }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || body.Model != e.fx.Model || body.Version != 4 || len(body.Matches) != 2 {
+		t.Errorf("%d %+v %v", resp.StatusCode, body, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve stopped with %v", err)
 	}
 }

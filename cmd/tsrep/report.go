@@ -15,15 +15,29 @@ func newReportCmd() *cobra.Command {
 	var f queryInfluxFlags
 	var series []string
 	var out, from, to string
+	var days float64
+	var k int
 	cmd := &cobra.Command{
 		Use:   "report --series S1,S2 --out DIR",
-		Short: "Draw PNG plots of forecasts, training losses, filled gaps and a PCA of the embeddings",
+		Short: "Draw PNG plots of forecasts, filled gaps, anomaly scores, similar series, training losses and embedding similarities",
 		Long: `Draw PNG plots of what tsrep wrote to InfluxDB into --out:
 
-  forecast_<series>.png  forecast next to actual, and the absolute error
-  imputed_<series>.png   the filled gaps over the series' actual values
-  losses.png             the training losses over time
-  embeddings_pca.png     a 2-D PCA of every series' latest embedding, coloured by measurement
+  forecast_<series>.png   forecast next to actual, and the absolute error
+  imputed_<series>.png    the filled gaps over the series' actual values
+  anomaly_<series>.png    the anomaly score over time (tsrep_anomaly), and the
+                          points that scored 0.5 or more on the series
+  similar_<series>.png    the series most cosine-similar to it within the
+                          encoder version of its newest embedding: the
+                          ranking tsrep query similar prints
+  losses.png              the training losses over time
+  embeddings_cosine.png   a heat map of the cosine similarities between the
+                          latest embeddings of one encoder version (the one
+                          most series' newest embedding has)
+
+The plots of time show the last --days days of each series' data (ending
+at its newest point, or at --to); --from draws from there instead, and
+--days 0 draws everything. The embedding plots are of the latest
+embeddings (before --to).
 
 <series> is the series key with every run of characters other than letters,
 digits, '.', '-' and '_' replaced by '_'. A plot whose data is missing (a
@@ -43,12 +57,18 @@ the time formats).`,
 			if err != nil {
 				return err
 			}
+			if days < 0 {
+				return fmt.Errorf("--days %v: give 0 (everything) or more", days)
+			}
+			if k < 1 {
+				return fmt.Errorf("--k %d: give at least 1", k)
+			}
 			r, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
 			defer r.close()
-			res, err := report.Write(cmd.Context(), r.q, report.Options{Series: series, From: fromT, To: toT, Model: r.model, Dir: out})
+			res, err := report.Write(cmd.Context(), r.q, report.Options{Series: series, From: fromT, To: toT, Days: days, K: k, Model: r.model, Dir: out})
 			for _, p := range res.Files {
 				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", p)
 			}
@@ -63,8 +83,10 @@ the time formats).`,
 	// commas only (a plain StringSlice would cut the key).
 	cmd.Flags().Var(&seriesList{&series}, "series", "series keys, comma-separated (repeatable); a comma inside a key is escaped as \\,")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "directory for the PNG files (created if missing)")
-	cmd.Flags().StringVar(&from, "from", "", "start of the plotted range, inclusive (default: the beginning)")
+	cmd.Flags().StringVar(&from, "from", "", "start of the plotted range, inclusive (default: --days before the end of the data)")
 	cmd.Flags().StringVar(&to, "to", "", "end of the plotted range, exclusive (default: no end)")
+	cmd.Flags().Float64Var(&days, "days", 7, "without --from, plot the last DAYS days of each series' data (0: all of it)")
+	cmd.Flags().IntVarP(&k, "k", "k", 10, "series in each similar_<series>.png")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }

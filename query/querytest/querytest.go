@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"sort"
 	"time"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
@@ -36,11 +37,19 @@ type Fixture struct {
 	// Series are canonical series keys of Model's embeddings.
 	Series []string
 	// Embeddings per series, in time order (Model only). Series i's
-	// embeddings are at Start + (64 + 8k + i) intervals, k = 0..5.
+	// embeddings are at Start + (64 + 8k + i) intervals, k = 0..5. Their
+	// encoder versions vary by series (see New): versions 3 and 4, a
+	// series that lags at 3, explicit version 0, and embeddings written
+	// without a version field, which read back as version 0.
 	Embeddings map[string][]query.Embedding
-	// Forecasts and Imputed per series, in time order, of Model.
+	// Unversioned is, per series, how many of its first embeddings are
+	// written without a version field (as before versions were recorded).
+	Unversioned map[string]int
+	// Forecasts, Imputed and Anomalies per series, in time order, of
+	// Model.
 	Forecasts map[string][]query.ForecastPoint
 	Imputed   map[string][]query.ImputedPoint
+	Anomalies map[string][]query.AnomalyPoint
 	// OtherForecasts are Other's forecasts of the same series.
 	OtherForecasts map[string][]query.ForecastPoint
 	// Train holds Model's steps, then Other's (TrainLoss.Topic "metrics").
@@ -71,12 +80,23 @@ func New() *Fixture {
 			`mem,host=c#used`,
 		},
 		Embeddings:     map[string][]query.Embedding{},
+		Unversioned:    map[string]int{},
 		Forecasts:      map[string][]query.ForecastPoint{},
 		Imputed:        map[string][]query.ImputedPoint{},
+		Anomalies:      map[string][]query.AnomalyPoint{},
 		OtherForecasts: map[string][]query.ForecastPoint{},
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	const dim, embeddings = 8, 6
+	// Encoder versions of the six embeddings of each series; -1 is an
+	// embedding written without a version (read back as 0). Most series
+	// moved from unversioned embeddings to versions 3 then 4.
+	versions := map[string][]int64{
+		`cpu,host=b\ 2,region=eu#usage`:   {-1, -1, -1, -1, -1, -1}, // never versioned: version 0
+		`disk,model=x,path=C:\\data#free`: {-1, 0, 0, 3, 4, 4},      // unversioned, explicit 0, then shared
+		`mem,host=a,note="q'#used`:        {0, 0, 0, 0, 0, 0},       // a learner of its own: 0 throughout
+		`mem,host=c#used`:                 {-1, -1, 3, 3, 3, 3},     // lags behind at version 3
+	}
 	// Each measurement has its own centre, so the embeddings cluster by
 	// measurement (what the PCA plot shows).
 	centre := map[string][]float64{}
@@ -90,13 +110,20 @@ func New() *Fixture {
 			}
 			centre[id.Measurement] = c
 		}
+		vs := versions[s]
+		if vs == nil {
+			vs = []int64{-1, -1, 3, 3, 4, 4}
+		}
 		for i := 0; i < embeddings; i++ {
 			v := make([]float64, dim)
 			for j := range v {
 				v[j] = round(c[j] + rng.NormFloat64())
 			}
+			if vs[i] < 0 {
+				f.Unversioned[s]++
+			}
 			f.Embeddings[s] = append(f.Embeddings[s], query.Embedding{
-				Series: s, Time: f.Start.Add(time.Duration(64+8*i+si) * f.Interval), Vector: v,
+				Series: s, Time: f.Start.Add(time.Duration(64+8*i+si) * f.Interval), Version: max(0, vs[i]), Vector: v,
 			})
 		}
 	}
@@ -123,6 +150,20 @@ func New() *Fixture {
 			}
 			f.Forecasts[s] = append(f.Forecasts[s], p)
 			f.OtherForecasts[s] = append(f.OtherForecasts[s], o)
+			if k >= 8 {
+				// Anomaly scores from the ninth step on: mostly low, a
+				// spike every 29 steps; novelty only every other point.
+				surprise := round(0.5 * rng.ExpFloat64())
+				if (k+si)%29 == 0 {
+					surprise = round(8 + 4*rng.Float64())
+				}
+				a := query.AnomalyPoint{Time: t, Score: round(surprise / (surprise + 4)), Surprise: surprise,
+					Z: round(rng.NormFloat64()), Novelty: math.NaN()}
+				if k%2 == 0 {
+					a.Novelty = round(0.2 * rng.Float64())
+				}
+				f.Anomalies[s] = append(f.Anomalies[s], a)
+			}
 		}
 	}
 	for step := 1; step <= 12; step++ {
@@ -168,12 +209,15 @@ func (f *Fixture) LineProtocol() ([]byte, error) {
 		}
 	}
 	for _, s := range f.Series {
-		for _, e := range f.Embeddings[s] {
+		for i, e := range f.Embeddings[s] {
 			if err := start(sinks.MeasEmbedding, s, f.Model); err != nil {
 				return nil, err
 			}
 			for j, v := range e.Vector {
 				float(fmt.Sprintf("e%d", j), v)
+			}
+			if i >= f.Unversioned[s] {
+				enc.AddField("version", lineprotocol.IntValue(e.Version))
 			}
 			enc.EndLine(e.Time)
 		}
@@ -200,6 +244,14 @@ func (f *Fixture) LineProtocol() ([]byte, error) {
 			_ = start(sinks.MeasImputed, s, f.Model)
 			float("value", p.Value)
 			enc.EndLine(p.Time)
+		}
+		for _, a := range f.Anomalies[s] {
+			_ = start(query.MeasAnomaly, s, f.Model)
+			float("score", a.Score)
+			float("surprise", a.Surprise)
+			float("z", a.Z)
+			float("novelty", a.Novelty) // left out when NaN
+			enc.EndLine(a.Time)
 		}
 	}
 	if err := enc.Err(); err != nil {
@@ -248,4 +300,47 @@ func (f *Fixture) Write(ctx context.Context, baseURL, db string) error {
 		return fmt.Errorf("write fixture: %s: %s", resp.Status, b)
 	}
 	return nil
+}
+
+// LatestEmbedding is series' latest embedding at or before at (zero: the
+// latest) of the encoder version (query.NewestVersion: any), as the
+// fixture wrote it; ok is false if there is none.
+func (f *Fixture) LatestEmbedding(series string, at time.Time, version int64) (e query.Embedding, ok bool) {
+	for _, x := range f.Embeddings[series] {
+		if (at.IsZero() || !x.Time.After(at)) && (version == query.NewestVersion || x.Version == version) {
+			e, ok = x, true
+		}
+	}
+	return e, ok
+}
+
+// Similar is what Client.SimilarOfVersion must answer, computed from the
+// fixture: the embedding of series compared (its latest of the version,
+// or its latest) and every other series' latest embedding of that
+// version, ranked by cosine similarity, best first.
+func (f *Fixture) Similar(series string, at time.Time, k int, version int64) (query.Embedding, []query.Match, bool) {
+	q, ok := f.LatestEmbedding(series, at, version)
+	if !ok {
+		return q, nil, false
+	}
+	var out []query.Match
+	for _, s := range f.Series {
+		if s == series {
+			continue
+		}
+		if e, ok := f.LatestEmbedding(s, at, q.Version); ok {
+			var dot, nq, ne float64
+			for i := range e.Vector {
+				dot += q.Vector[i] * e.Vector[i]
+				nq += q.Vector[i] * q.Vector[i]
+				ne += e.Vector[i] * e.Vector[i]
+			}
+			out = append(out, query.Match{Series: s, Score: dot / math.Sqrt(nq*ne), Time: e.Time, Version: q.Version})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Score > out[j].Score })
+	if len(out) > k {
+		out = out[:k]
+	}
+	return q, out, true
 }
