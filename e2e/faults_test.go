@@ -185,6 +185,7 @@ func TestInfluxOutage(t *testing.T) {
 
 	waitCaughtUp(ctx, t, c, p, 2*time.Minute)
 	p.stop(t)
+	finish(t, c)
 	compare(t, "influx outage", want, points(ctx, t, db))
 }
 
@@ -232,6 +233,7 @@ func TestBrokerRestartAndFaults(t *testing.T) {
 	produce(ctx, t, c, msgs[2*third:])
 	waitCaughtUp(ctx, t, c, p, 3*time.Minute)
 	p.stop(t)
+	finish(t, c)
 	t.Logf("faults: %d failed fetches, %d failed commits, %d fetches seen (every 7th of the first 70 dropped its connection)",
 		fetchFaults.Hits(), commitFaults.Hits(), drops)
 	if fetchFaults.Hits() == 0 {

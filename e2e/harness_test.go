@@ -246,6 +246,16 @@ func points(ctx context.Context, t *testing.T, in testenv.Influx) []string {
 	return out
 }
 
+// finish runs the group once more to the end of the stream (--until-end):
+// in a live run, the embeddings of the newest epochs wait for the group's
+// next encoder version (until the slowest partition closes the epoch, or
+// is idle for model.sync_idle); the run that ends the stream writes them,
+// from the checkpoints, as the reference run (--until-end) did.
+func finish(t *testing.T, c config.Config) {
+	t.Helper()
+	startTsrep(t, nil, "run", "--until-end", "-c", writeConfig(t, c)).wait(t, 3*time.Minute)
+}
+
 // compare reports how many points differ between two sorted point sets.
 func compare(t *testing.T, what string, want, got []string) {
 	t.Helper()

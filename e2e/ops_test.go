@@ -38,6 +38,9 @@ func TestOperations(t *testing.T) {
 	port, _ := testenv.FreePort()
 	c.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 	c.Pipeline.CheckpointInterval = config.Duration{Duration: time.Hour} // only the SIGTERM drain checkpoints
+	// Three series on four partitions: the empty one holds the group's
+	// encoder back until it is idle for this long.
+	c.Model.SyncIdle = config.Duration{Duration: time.Second}
 	msgs := testenv.NABMessages(t, cloudwatch[:3]...)
 	produce(ctx, t, c, msgs)
 	path := writeConfig(t, c)
@@ -65,6 +68,10 @@ func TestOperations(t *testing.T) {
 	waitFor(t, time.Minute, "every message to be read", func() bool {
 		return metric(t, c.HTTP.Listen, "tsrep_messages_total") >= float64(len(msgs)) ||
 			metric(t, c.HTTP.Listen, "tsrep_points_total") >= float64(len(msgs))
+	})
+	waitFor(t, time.Minute, "a training step", func() bool {
+		_, body := get(t, base+"/metrics")
+		return strings.Contains(body, `tsrep_train_loss{objective="forecast"}`)
 	})
 	_, body := get(t, base+"/metrics")
 	for _, name := range []string{"tsrep_consumer_lag{partition=", "tsrep_points_total", "tsrep_windows_total", "tsrep_sink_write_seconds_bucket",

@@ -79,5 +79,6 @@ func TestRebalance(t *testing.T) {
 			t.Fatalf("b took partition %s from offset 0, not from its checkpoint:\n%s", m[1], tail(bb.log.String()))
 		}
 	}
+	finish(t, c)
 	compare(t, "rebalance", want, points(ctx, t, db))
 }

@@ -40,6 +40,8 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
 // ErrCorruptBlob is wrapped by errors about blobs that cannot be read back
 // whole.
 var ErrCorruptBlob = errors.New("corrupt blob")

@@ -116,11 +116,28 @@ func (c *Cluster) Committed(ctx context.Context, group, topic string, partitions
 	return out, nil
 }
 
+// explain adds to an admin request's error what a plain connection to the
+// brokers says: kafka-go's admin client reports a refused SASL login, a
+// TLS failure or a wrong address as an EOF, its dialer names them.
+func (c *Cluster) explain(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || len(c.cfg.Brokers) == 0 {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, derr := c.dialer.DialContext(dctx, "tcp", c.cfg.Brokers[0])
+	if derr != nil {
+		return fmt.Errorf("%w (connecting to %s: %v)", err, c.cfg.Brokers[0], derr)
+	}
+	conn.Close()
+	return err
+}
+
 // Partitions is the number of partitions of topic.
 func (c *Cluster) Partitions(ctx context.Context, topic string) (int, error) {
 	md, err := c.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
+		return 0, fmt.Errorf("metadata of %s: %w", topic, c.explain(ctx, err))
 	}
 	for _, t := range md.Topics {
 		if t.Name != topic {

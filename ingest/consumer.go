@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tsrep/tsrep/config"
@@ -75,6 +76,9 @@ func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context
 		return fmt.Errorf("consumer group %s: %w", cfg.Group, err)
 	}
 	defer group.Close()
+	// Instances that failed to join together do not retry in lockstep.
+	joinBackoff := backoff.NewExponentialBackOff()
+	joinBackoff.InitialInterval, joinBackoff.MaxInterval, joinBackoff.MaxElapsedTime = time.Second, 30*time.Second, 0
 	for {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -84,14 +88,16 @@ func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context
 			if errors.Is(err, kafka.ErrGroupClosed) {
 				return err
 			}
-			cfg.Log.Warn("joining consumer group failed; retrying", "group", cfg.Group, "err", err)
+			wait := joinBackoff.NextBackOff()
+			cfg.Log.Warn("joining consumer group failed; retrying", "group", cfg.Group, "in", wait.Round(time.Millisecond), "err", err)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 			continue
 		}
+		joinBackoff.Reset()
 		g := &Generation{ID: gen.ID, gen: gen}
 		for topic, parts := range gen.Assignments {
 			for _, p := range parts {

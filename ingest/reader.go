@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -49,6 +50,17 @@ type PartitionReader struct {
 	// its offset is still inside the log (0: 30s).
 	StallCheck time.Duration
 	checked    bool
+	// lastErr is when a fetch last failed (Unix ns; 0: never).
+	lastErr atomic.Int64
+}
+
+// LastError is when a fetch last failed (zero: never): a partition whose
+// reader fails is not idle, only unreachable.
+func (s *PartitionReader) LastError() time.Time {
+	if t := s.lastErr.Load(); t != 0 {
+		return time.Unix(0, t)
+	}
+	return time.Time{}
 }
 
 // Reader returns a reader of topic-partition from offset.
@@ -171,6 +183,7 @@ func (s *PartitionReader) open() *kafka.Reader {
 // backoff reports a fetch failure and waits before the next attempt.
 func (s *PartitionReader) backoff(ctx context.Context, cause error) error {
 	wait := s.bo.NextBackOff()
+	s.lastErr.Store(time.Now().UnixNano())
 	if s.hooks.FetchError != nil {
 		s.hooks.FetchError(cause)
 	}

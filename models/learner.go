@@ -57,7 +57,18 @@ func StepContext(ctx context.Context, l Learner, batch arrow.RecordBatch) (*Outp
 // there is and nothing new arrived for a while, so that the group need not
 // wait for it (see the encoder rounds in the README).
 type Shared interface {
-	Idle(ctx context.Context) error
+	// Idle returns the output of what the learner caught up on first
+	// (windows that waited for their encoder version; nil if none).
+	Idle(ctx context.Context) (*Output, error)
+}
+
+// Polling is a Learner that may have output between batches: a shared
+// encoder's version that came in lets it embed the windows that waited for
+// it. Poll returns nil when there is nothing.
+type Polling interface {
+	Poll(ctx context.Context) (*Output, error)
+	// Deferred is the number of windows still waiting.
+	Deferred() int
 }
 
 // Output is what a learner produced for one batch, row-aligned with it.
@@ -82,6 +93,17 @@ type Output struct {
 	Imputed []float64
 	// Train holds the training steps completed during this batch.
 	Train []TrainStep
+	// Late holds embeddings of windows of earlier batches, which waited
+	// for their encoder version (a shared encoder waits for the group).
+	Late []LateEmbedding
+}
+
+// LateEmbedding is the embedding of a window of an earlier batch.
+type LateEmbedding struct {
+	Key       string // series key
+	End       int64  // window end
+	Version   int64
+	Embedding []float64
 }
 
 // TrainStep reports one learning step over a fixed-size micro-batch.

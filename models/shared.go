@@ -2,13 +2,13 @@ package models
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
-
-	"github.com/apache/arrow-go/v18/arrow"
 )
 
 // One representation space for a consumer group. Every partition's
@@ -24,20 +24,26 @@ import (
 //     moves to.
 //   - Version r' is version r plus the merge of every partition's
 //     contribution to the epochs r … r'−1; it exists once every partition
-//     has closed them. Nothing but the contributions and the fixed merge
-//     rule enters it, so every instance computes the same weights bit for
-//     bit, and which version embeds a window is a function of the input:
-//     crash, rebalance and replay give the same embeddings.
+//     has closed them or is idle. Nothing but the contributions and the
+//     fixed merge rule enters it, so every instance computes the same
+//     weights bit for bit, and which version embeds a window is a
+//     function of the input: crash, rebalance and replay give the same
+//     embeddings.
 //   - Idle rule (as Flink's watermark idleness): a partition that has
-//     read all of its log and received nothing for model.sync_idle closes
-//     its epochs up to the group's frontier (the newest epoch any
-//     partition has reached), so the group need not wait for it. The close
-//     is recorded with the number of windows the partition had processed,
-//     and a partition that restarts from an earlier checkpoint makes the
-//     same closes at the same windows, so its output does not change.
+//     read all of its log and received nothing for model.sync_idle (or
+//     reached the end it was to read) declares itself idle: it closes its
+//     epoch and the group stops waiting for it. When it gets data again it
+//     resumes at the group's frontier, the newest epoch any partition has
+//     reached when its resume record comes in the log: the log's order,
+//     the same for every instance, fixes that epoch. Both records carry
+//     the number of windows the partition had processed, and a partition
+//     that restarts from an earlier checkpoint repeats them at the same
+//     windows, so its output does not change.
 //
 // The records live in a log (SyncLog): a compacted Kafka topic in the
-// pipeline, memory in the quality harness and replays.
+// pipeline, memory in the quality harness and replays. Every instance
+// folds them in log order only, so that its view of the group at any point
+// of the log is every other instance's.
 
 // Close is a partition's record that it has closed every epoch up to
 // Through.
@@ -51,10 +57,13 @@ type Close struct {
 	// Windows is how many windows it trained on in Epoch.
 	Windows int
 	// AtWindow is the number of windows the partition had processed when
-	// it closed; Idle says the close came from the idle rule (and is to be
-	// repeated at AtWindow after a restart).
+	// it closed. Idle says the partition is idle from here on (the group
+	// stops waiting for it); Resume that it has data again, and closes the
+	// epochs up to the later of Through and the frontier at this record's
+	// place in the log. Both are repeated at AtWindow after a restart.
 	AtWindow uint64
 	Idle     bool
+	Resume   bool
 	Delta    []float64
 }
 
@@ -63,13 +72,15 @@ type EncoderSync interface {
 	// Publish records a close; it returns once the record is durable.
 	Publish(ctx context.Context, c Close) error
 	// Version waits until every partition has closed every epoch before e
-	// and returns version e's weights (read only).
+	// (or is idle) and returns version e's weights (read only).
 	Version(ctx context.Context, e int64) ([]float64, error)
-	// Frontier is the newest epoch any partition has reached (closed
-	// through it − 1), math.MinInt64 if none.
-	Frontier() int64
-	// Idles returns the idle closes partition made after window at.
-	Idles(partition string, at uint64) []Close
+	// Resumed waits until partition's resume record made at window at is
+	// in and returns the epoch it resumed at.
+	Resumed(ctx context.Context, partition string, at uint64) (int64, error)
+	// Recorded returns partition's idle and resume records made at or
+	// after window at, in order (resumes with the epoch they resumed at in
+	// Through).
+	Recorded(partition string, at uint64) []Close
 }
 
 // epochOf is the epoch of time t (ns).
@@ -81,67 +92,222 @@ func (l *SSL) epochOf(t int64) int64 {
 	return e
 }
 
-// clock moves the learner's clock to the epoch of row g0's window, if that
-// is newer, first applying any idle close recorded for this point of the
-// stream.
-func (l *SSL) clock(ctx context.Context, b *Batch, g0 int) error {
-	if l.cfg.Sync == nil {
-		return nil
-	}
+// deferred is a window whose embedding or training waits for the
+// version of its epoch.
+type deferred struct {
+	epoch int64
+	train bool
+	x     []float64 // its encoder input (encoderIn × Length, row-major)
+	key   string
+	end   int64
+	loss  lossAcc // a training window's prequential losses
+}
+
+// clock moves the learner's clock to row g0's window: it repeats the idle
+// and resume records due at this point of the stream (after a restart),
+// resumes if idle, and when the window's epoch is newer than the clock's,
+// closes the epochs before it and asks for its version (flush first embeds
+// what waits under the current one). now reports whether the encoder is at
+// the window's version; if not, its embedding and training are deferred
+// until the version comes (catchUp), and everything else goes on.
+func (l *SSL) clock(ctx context.Context, b *Batch, g0 int, flush func()) (now bool, err error) {
 	for len(l.pending) > 0 && l.pending[0].AtWindow <= l.windows {
 		c := l.pending[0]
 		l.pending = l.pending[1:]
-		if err := l.closeThrough(ctx, c.Through, true, false); err != nil {
-			return err
+		switch {
+		case c.Idle && !l.idle:
+			flush()
+			if err := l.catchUp(ctx, true); err != nil {
+				return false, err
+			}
+			l.goIdle(c.Through)
+		case c.Resume && l.idle:
+			l.resumeAt(c.Through)
 		}
 	}
-	if e := l.epochOf(int64(b.End[g0])); e > l.epoch {
-		return l.advance(ctx, e)
+	e := l.epochOf(int64(b.End[g0]))
+	if l.idle {
+		c := Close{Partition: l.cfg.Partition, Epoch: l.epoch, Through: max(e, l.target+1) - 1, AtWindow: l.windows, Resume: true}
+		if err := l.cfg.Sync.Publish(ctx, c); err != nil {
+			return false, fmt.Errorf("publish encoder resume: %w", err)
+		}
+		at, err := l.cfg.Sync.Resumed(ctx, l.cfg.Partition, l.windows)
+		if err != nil {
+			return false, err
+		}
+		l.resumeAt(at)
+	}
+	if e > l.target {
+		l.target = e
+	}
+	if l.want == math.MinInt64 && l.target > l.epoch {
+		flush()
+		if err := l.closeTo(ctx, l.target); err != nil {
+			return false, err
+		}
+		if err := l.catchUp(ctx, false); err != nil {
+			return false, err
+		}
+	}
+	return l.want == math.MinInt64 && l.epoch == l.target, nil
+}
+
+// closeTo publishes this partition's close of the epochs before e (with
+// what it learnt in its current one) and waits, from now on, for e.
+func (l *SSL) closeTo(ctx context.Context, e int64) error {
+	c := l.contribution(e - 1)
+	if err := l.cfg.Sync.Publish(ctx, c); err != nil {
+		return fmt.Errorf("publish encoder contribution: %w", err)
+	}
+	l.want = e
+	return nil
+}
+
+// resumeAt makes a resumed learner wait for version at (the epoch the log
+// resumed it at): its windows before then belong to it.
+func (l *SSL) resumeAt(at int64) {
+	l.idle = false
+	l.target = max(l.target, at)
+	l.want = at
+}
+
+// catchUp adopts the versions the learner waits for, as far as the group
+// has them (block: waiting for them), and catches up on the deferred
+// windows: each epoch's are embedded (late outputs) and learnt from under
+// its version, then the next epoch's close is published.
+func (l *SSL) catchUp(ctx context.Context, block bool) error {
+	for l.want != math.MinInt64 {
+		if !block && !l.ready(l.want) {
+			return nil
+		}
+		if err := l.adopt(ctx, l.want); err != nil {
+			return err
+		}
+		l.want = math.MinInt64
+		l.drainEpoch()
+		next := l.target
+		if len(l.queue) > 0 {
+			next = l.queue[0].epoch
+		}
+		if next > l.epoch {
+			if err := l.closeTo(ctx, next); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// advance closes the epochs before e (a partition's first window closes
-// every epoch before its own, having learnt nothing in them) and adopts
-// version e.
-func (l *SSL) advance(ctx context.Context, e int64) error {
-	if err := l.closeThrough(ctx, e-1, false, true); err != nil {
-		return err
+func (l *SSL) ready(e int64) bool {
+	if r, ok := l.cfg.Sync.(interface{ Ready(int64) bool }); ok {
+		return r.Ready(e)
 	}
-	return l.adopt(ctx, e)
+	return true
 }
 
-// closeThrough publishes this partition's close of every epoch up to
-// through (idle: by the idle rule; publish false when replaying a
-// recorded close, which is already in the log).
-func (l *SSL) closeThrough(ctx context.Context, through int64, idle, publish bool) error {
-	if through < l.epoch && l.epoch != math.MinInt64 {
-		return nil
+// drainEpoch embeds and learns from the deferred windows of the current
+// epoch, in the order they came.
+func (l *SSL) drainEpoch() {
+	n := 0
+	for n < len(l.queue) && l.queue[n].epoch == l.epoch {
+		n++
 	}
-	c := Close{Partition: l.cfg.Partition, Epoch: l.epoch, Through: through, AtWindow: l.windows, Idle: idle}
+	if n == 0 {
+		return
+	}
+	L, D, TB := l.cfg.Length, l.cfg.Dim, l.cfg.TrainBatch
+	w := &l.ws
+	k := 0
+	for _, d := range l.queue[:n] {
+		if !d.train {
+			k++
+		}
+	}
+	if k > 0 {
+		w.x = grow(w.x, encoderIn*k*L)
+		x := newMat(encoderIn, k*L, w.x)
+		j := 0
+		for _, d := range l.queue[:n] {
+			if !d.train {
+				for r := 0; r < encoderIn; r++ {
+					copy(x.row(r)[j*L:(j+1)*L], d.x[r*L:(r+1)*L])
+				}
+				j++
+			}
+		}
+		w.e = grow(w.e, D*k)
+		E := newMat(D, k, w.e)
+		l.enc.embed(x, L, E, true)
+		j = 0
+		for _, d := range l.queue[:n] {
+			if !d.train {
+				emb := make([]float64, D)
+				for r := range emb {
+					emb[r] = E.d[r*k+j]
+				}
+				l.out.Late = append(l.out.Late, LateEmbedding{Key: d.key, End: d.end, Version: l.version, Embedding: emb})
+				j++
+			}
+		}
+	}
+	for _, d := range l.queue[:n] {
+		if !d.train || !l.train {
+			continue
+		}
+		buf := newMat(encoderIn, TB*L, l.buf)
+		for r := 0; r < encoderIn; r++ {
+			copy(buf.row(r)[l.bufN*L:(l.bufN+1)*L], d.x[r*L:(r+1)*L])
+		}
+		l.bufEnd[l.bufN] = d.end
+		l.bufN++
+		l.loss.add(d.loss)
+		if l.bufN == TB {
+			l.out.Train = append(l.out.Train, l.step())
+		}
+	}
+	clear(l.queue[:n])
+	l.queue = l.queue[n:]
+}
+
+// defer1 queues row i's embedding (train false) or training until the
+// version of the learner's clock comes.
+func (l *SSL) defer1(b *Batch, i, g0, g1 int, train bool) {
+	L := l.cfg.Length
+	x := make([]float64, encoderIn*L)
+	l.encoderInput(b, i, g0, g1, newMat(encoderIn, L, x), 0)
+	l.queue = append(l.queue, deferred{epoch: l.target, train: train, x: x, key: strings.Clone(b.Key(i)), end: int64(b.End[i])})
+}
+
+// contribution is this partition's close of the epochs up to through,
+// with what it learnt in its current epoch.
+func (l *SSL) contribution(through int64) Close {
+	c := Close{Partition: l.cfg.Partition, Epoch: l.epoch, Through: through, AtWindow: l.windows}
+	if l.epoch == math.MinInt64 {
+		c.Epoch = through // nothing learnt before the first epoch
+	}
 	if l.enc.trainedWindows > 0 {
 		l.delta = l.enc.delta(l.delta)
 		c.Delta, c.Windows = l.delta, l.enc.trainedWindows
 	}
-	if l.epoch == math.MinInt64 {
-		c.Epoch = through // nothing learnt before the first epoch
-	}
-	if publish || idle {
-		if err := l.cfg.Sync.Publish(ctx, c); err != nil {
-			return fmt.Errorf("publish encoder contribution: %w", err)
-		}
-	}
-	l.epoch = through + 1
-	// Until the next window needs it, keep learning on the current
-	// weights; the new version is adopted by the next advance.
-	if idle {
-		return l.adopt(ctx, l.epoch)
-	}
-	return nil
+	return c
+}
+
+// goIdle marks the learner idle after its idle record, which closed the
+// epochs through through with what it had learnt: its weights go back to
+// the version it had adopted (the version it resumes at holds that
+// learning, merged).
+func (l *SSL) goIdle(through int64) {
+	l.idle = true
+	l.enc.adopt(l.enc.base)
+	l.target = max(l.target, through)
 }
 
 // adopt waits for version e and makes it the encoder's weights.
 func (l *SSL) adopt(ctx context.Context, e int64) error {
+	if l.cfg.OnWait != nil && !l.ready(e) {
+		l.cfg.OnWait(true)
+		defer l.cfg.OnWait(false)
+	}
 	v, err := l.cfg.Sync.Version(ctx, e)
 	if err != nil {
 		return err
@@ -151,56 +317,95 @@ func (l *SSL) adopt(ctx context.Context, e int64) error {
 	return nil
 }
 
-// Idle implements Shared: the idle rule.
-func (l *SSL) Idle(ctx context.Context) error {
-	if l.cfg.Sync == nil {
-		return nil
+// Idle implements Shared: the idle rule, and the end of a partition's
+// input. The learner first catches up on what it deferred (waiting for the
+// group), then closes the epochs through its clock's, with what it learnt,
+// and declares itself idle: the group stops waiting for it.
+func (l *SSL) Idle(ctx context.Context) (*Output, error) {
+	if l.cfg.Sync == nil || l.idle {
+		return nil, nil
 	}
-	f := l.cfg.Sync.Frontier()
-	if f == math.MinInt64 || f <= l.epoch {
-		return nil
+	l.out.reset(0)
+	l.out.Late = l.out.Late[:0]
+	if err := l.catchUp(ctx, true); err != nil {
+		return nil, err
 	}
-	return l.closeThrough(ctx, f-1, true, true)
+	through := l.target
+	if through == math.MinInt64 {
+		through = math.MinInt64 + 1 // a partition that never had data
+	}
+	c := l.contribution(through)
+	c.Idle = true
+	if err := l.cfg.Sync.Publish(ctx, c); err != nil {
+		return nil, fmt.Errorf("publish encoder idleness: %w", err)
+	}
+	l.goIdle(through)
+	return &l.out, nil
 }
 
-// restoreSync, after a state load, schedules the idle closes this
-// partition made from the checkpoint's point in its stream on (one made at
-// that very point, after the checkpoint, is repeated; one made before it
-// is a no-op, its epochs already closed).
+// Poll implements Polling: it adopts the versions that came since the
+// last batch and returns the embeddings of the windows that waited for
+// them (nil when none).
+func (l *SSL) Poll(ctx context.Context) (*Output, error) {
+	if l.cfg.Sync == nil || l.want == math.MinInt64 || !l.ready(l.want) {
+		return nil, nil
+	}
+	l.out.reset(0)
+	l.out.Late = l.out.Late[:0]
+	if err := l.catchUp(ctx, false); err != nil {
+		return nil, err
+	}
+	return &l.out, nil
+}
+
+// Deferred is the number of windows waiting for their encoder version.
+func (l *SSL) Deferred() int { return len(l.queue) }
+
+// restoreSync, after a state load, schedules the idle and resume records
+// this partition made from the checkpoint's point in its stream on.
 func (l *SSL) restoreSync() {
 	if l.cfg.Sync == nil {
 		return
 	}
-	l.pending = l.cfg.Sync.Idles(l.cfg.Partition, l.windows)
+	l.pending = l.cfg.Sync.Recorded(l.cfg.Partition, l.windows)
 }
 
-// SyncLog is the durable, ordered log of a group's closes: Append returns
-// once the record is stored, and the subscriber of Subscribe sees every
-// record (those before the subscription included) in log order.
+// SyncLog is the durable log of a group's closes: Append returns once the
+// record is stored, and the subscriber of Subscribe sees every record
+// (those before the subscription included, delivered before Subscribe
+// returns), each possibly more than once.
 type SyncLog interface {
 	Append(ctx context.Context, c Close) error
 	Subscribe(fn func(Close))
 }
 
 // GroupSync implements EncoderSync over a SyncLog for the partitions of a
-// group: it folds the records into per-partition frontiers and per-epoch
-// contributions and computes versions from them.
+// group: it folds the records, in log order, into per-partition state and
+// per-epoch contributions and computes versions from them.
 type GroupSync struct {
 	log     SyncLog
 	mu      sync.Mutex
 	changed *sync.Cond
-	members map[string]bool
-	through map[string]int64           // per partition: newest epoch closed
+	members map[string]*member
 	contrib map[int64]map[string]Close // per epoch, per partition
-	idles   map[string][]Close
-	init    []float64
-	// the newest version computed: epoch and weights, and the epoch of the
-	// newest contribution folded into it
-	vEpoch int64
-	v      []float64
-	cache  map[int64][]float64
-	// merge scales the sum of the contributions (see MergeRate).
-	merge MergeRule
+	// snapV is the version of snapEpoch: the initial weights plus every
+	// contribution before it (those are no longer kept).
+	snapEpoch int64
+	snapV     []float64
+	cache     map[int64][]float64
+	merge     MergeRule
+	// Keep is how many epochs behind the slowest partition contributions
+	// are kept (default keepEpochs).
+	Keep int64
+}
+
+// member is a partition's state in the log so far.
+type member struct {
+	through int64 // newest epoch closed
+	idle    bool
+	// records are its idle and resume records (resumes with the epoch
+	// they resumed at in Through), in log order.
+	records []Close
 }
 
 // MergeRule says how an epoch's contributions become the change of the
@@ -217,82 +422,138 @@ type MergeRule struct {
 // the partitions named in members, through log.
 func NewGroupSync(log SyncLog, members []string, init []float64, rule MergeRule) *GroupSync {
 	g := &GroupSync{
-		log: log, members: map[string]bool{}, through: map[string]int64{},
-		contrib: map[int64]map[string]Close{}, idles: map[string][]Close{},
-		init: slices.Clone(init), vEpoch: math.MinInt64, v: slices.Clone(init),
+		log: log, members: map[string]*member{},
+		contrib:   map[int64]map[string]Close{},
+		snapEpoch: math.MinInt64, snapV: slices.Clone(init),
 		cache: map[int64][]float64{}, merge: rule,
 	}
 	g.changed = sync.NewCond(&g.mu)
 	for _, m := range members {
-		g.members[m] = true
-		g.through[m] = math.MinInt64
+		g.members[m] = &member{through: math.MinInt64}
 	}
 	log.Subscribe(g.fold)
 	return g
 }
 
-// fold takes in one record.
-func (g *GroupSync) fold(c Close) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.members[c.Partition] {
-		g.members[c.Partition] = true
-		g.through[c.Partition] = math.MinInt64
+func (g *GroupSync) member(name string) *member {
+	m, ok := g.members[name]
+	if !ok {
+		m = &member{through: math.MinInt64}
+		g.members[name] = m
 	}
-	if c.Through > g.through[c.Partition] {
-		g.through[c.Partition] = c.Through
-	}
-	if c.Delta != nil {
-		m := g.contrib[c.Epoch]
-		if m == nil {
-			m = map[string]Close{}
-			g.contrib[c.Epoch] = m
-		}
-		m[c.Partition] = c
-	}
-	if c.Idle {
-		g.idles[c.Partition] = append(g.idles[c.Partition], c)
-	}
-	g.changed.Broadcast()
+	return m
 }
 
-// Publish implements EncoderSync.
-func (g *GroupSync) Publish(ctx context.Context, c Close) error {
-	c.Delta = slices.Clone(c.Delta)
-	return g.log.Append(ctx, c)
-}
-
-// Frontier implements EncoderSync.
-func (g *GroupSync) Frontier() int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+// frontier is the newest epoch any partition has reached.
+func (g *GroupSync) frontier() int64 {
 	f := int64(math.MinInt64)
-	for _, t := range g.through {
-		if t != math.MinInt64 && t+1 > f {
-			f = t + 1
+	for _, m := range g.members {
+		if m.through != math.MinInt64 && m.through+1 > f {
+			f = m.through + 1
 		}
 	}
 	return f
 }
 
-// Idles implements EncoderSync.
-func (g *GroupSync) Idles(partition string, at uint64) []Close {
+// fold takes in one record, in log order (a record seen again is a no-op).
+func (g *GroupSync) fold(c Close) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.member(c.Partition)
+	for _, r := range m.records {
+		if r.AtWindow == c.AtWindow && r.Idle == c.Idle && r.Resume == c.Resume {
+			return // seen
+		}
+	}
+	switch {
+	case c.Resume:
+		at := max(c.Through+1, g.frontier())
+		m.idle = false
+		m.through = max(m.through, at-1)
+		m.records = append(m.records, Close{Partition: c.Partition, Through: at, AtWindow: c.AtWindow, Resume: true})
+	default:
+		if c.Through > m.through {
+			m.through = c.Through
+		}
+		if c.Idle {
+			m.idle = true
+			m.records = append(m.records, Close{Partition: c.Partition, Through: c.Through, AtWindow: c.AtWindow, Idle: true})
+		}
+	}
+	if c.Delta != nil {
+		e := g.contrib[c.Epoch]
+		if e == nil {
+			e = map[string]Close{}
+			g.contrib[c.Epoch] = e
+		}
+		e[c.Partition] = c
+	}
+	g.changed.Broadcast()
+}
+
+// Publish implements EncoderSync: the record goes to the log, and comes
+// back through it (in log order, with its delta rounded to float32, the
+// log's precision, as every other instance sees it).
+func (g *GroupSync) Publish(ctx context.Context, c Close) error {
+	return g.log.Append(ctx, c)
+}
+
+// Frontier is the newest epoch any partition has reached (math.MinInt64:
+// none).
+func (g *GroupSync) Frontier() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.frontier()
+}
+
+// Resumed implements EncoderSync.
+func (g *GroupSync) Resumed(ctx context.Context, partition string, at uint64) (int64, error) {
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		g.changed.Broadcast()
+		g.mu.Unlock()
+	})
+	defer stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for {
+		for _, r := range g.member(partition).records {
+			if r.Resume && r.AtWindow == at {
+				return r.Through, nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		g.changed.Wait()
+	}
+}
+
+// Recorded implements EncoderSync.
+func (g *GroupSync) Recorded(partition string, at uint64) []Close {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []Close
-	for _, c := range g.idles[partition] {
-		if c.AtWindow >= at {
-			out = append(out, c)
+	for _, r := range g.member(partition).records {
+		if r.AtWindow >= at {
+			out = append(out, r)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].AtWindow < out[j].AtWindow })
 	return out
 }
 
-// ready reports whether every member has closed every epoch before e.
+// Ready reports whether version e can be had without waiting.
+func (g *GroupSync) Ready(e int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ready(e)
+}
+
+// ready reports whether every member has closed every epoch before e, or
+// is idle.
 func (g *GroupSync) ready(e int64) bool {
-	for _, t := range g.through {
-		if t < e-1 {
+	for _, m := range g.members {
+		if !m.idle && m.through < e-1 {
 			return false
 		}
 	}
@@ -315,52 +576,86 @@ func (g *GroupSync) Version(ctx context.Context, e int64) ([]float64, error) {
 		}
 		g.changed.Wait()
 	}
+	if e < g.snapEpoch {
+		return nil, fmt.Errorf("encoder version %d is older than the oldest this instance keeps (%d): the partition's checkpoint is too old for the group's encoder log", e, g.snapEpoch)
+	}
 	if v, ok := g.cache[e]; ok {
 		return v, nil
 	}
-	return g.compute(e), nil
+	v := g.compute(e)
+	g.prune()
+	return v, nil
 }
 
-// compute returns version e: the initial weights plus the merges of every
-// epoch before e with contributions, in epoch order, each merge summing
-// its partitions in name order (the same operations everywhere).
+// keepEpochs is how many epochs behind the slowest partition the
+// contributions are kept, for partitions that restart from a checkpoint a
+// few epochs back; older ones are folded into the snapshot.
+const keepEpochs = 64
+
+// compute returns version e: the newest cached version at or before e (or
+// the snapshot) plus the merges of the epochs from it to e with
+// contributions, in epoch order, each summing its partitions in name
+// order: the same operations on every instance.
 func (g *GroupSync) compute(e int64) []float64 {
+	from, base := g.snapEpoch, g.snapV
+	for ce, cv := range g.cache {
+		if ce <= e && ce > from {
+			from, base = ce, cv
+		}
+	}
 	var epochs []int64
 	for k := range g.contrib {
-		if k < e && (g.vEpoch == math.MinInt64 || k >= g.vEpoch) {
+		if k >= from && k < e {
 			epochs = append(epochs, k)
 		}
 	}
-	if e < g.vEpoch {
-		// An older version than the newest computed: from the start.
-		epochs = epochs[:0]
-		for k := range g.contrib {
-			if k < e {
-				epochs = append(epochs, k)
-			}
-		}
-		v := slices.Clone(g.init)
-		slices.Sort(epochs)
-		for _, k := range epochs {
-			g.apply(v, k)
-		}
-		g.cache[e] = v
-		return v
-	}
 	slices.Sort(epochs)
-	v := slices.Clone(g.v)
+	v := slices.Clone(base)
 	for _, k := range epochs {
 		g.apply(v, k)
 	}
-	g.v, g.vEpoch = v, e
 	g.cache[e] = v
-	// Keep the few versions partitions one epoch apart can ask for.
+	return v
+}
+
+// prune folds the contributions of the epochs keepEpochs behind the
+// slowest partition into the snapshot, and drops old cached versions.
+func (g *GroupSync) prune() {
+	low := int64(math.MaxInt64)
+	for _, m := range g.members {
+		if !m.idle {
+			low = min(low, m.through)
+		}
+	}
+	if low == math.MaxInt64 {
+		return
+	}
+	keep := g.Keep
+	if keep <= 0 {
+		keep = keepEpochs
+	}
+	if low == math.MinInt64 || low-keep <= g.snapEpoch {
+		return
+	}
+	to := low - keep
+	var epochs []int64
+	for k := range g.contrib {
+		if k < to {
+			epochs = append(epochs, k)
+		}
+	}
+	slices.Sort(epochs)
+	v := slices.Clone(g.snapV)
+	for _, k := range epochs {
+		g.apply(v, k)
+		delete(g.contrib, k)
+	}
+	g.snapEpoch, g.snapV = to, v
 	for k := range g.cache {
-		if k < e-4 {
+		if k < to {
 			delete(g.cache, k)
 		}
 	}
-	return v
 }
 
 // apply adds epoch k's merged contributions to v.
@@ -396,11 +691,15 @@ type MemLog struct {
 
 // Append implements SyncLog.
 func (m *MemLog) Append(_ context.Context, c Close) error {
+	// Round trip through the encoding, as a log that stores records would.
+	c, err := DecodeClose(EncodeClose(c))
+	if err != nil {
+		return err
+	}
 	m.mu.Lock()
+	defer m.mu.Unlock() // every subscriber sees the records in the log's order
 	m.recs = append(m.recs, c)
-	subs := slices.Clone(m.subs)
-	m.mu.Unlock()
-	for _, f := range subs {
+	for _, f := range m.subs {
 		f(c)
 	}
 	return nil
@@ -409,12 +708,11 @@ func (m *MemLog) Append(_ context.Context, c Close) error {
 // Subscribe implements SyncLog.
 func (m *MemLog) Subscribe(fn func(Close)) {
 	m.mu.Lock()
-	recs := slices.Clone(m.recs)
-	m.subs = append(m.subs, fn)
-	m.mu.Unlock()
-	for _, c := range recs {
+	defer m.mu.Unlock()
+	for _, c := range m.recs {
 		fn(c)
 	}
+	m.subs = append(m.subs, fn)
 }
 
 // InitialEncoder returns the initial encoder weights of a learner with
@@ -428,4 +726,74 @@ func InitialEncoder(c SSLConfig) ([]float64, error) {
 	return l.EncoderParams(), nil
 }
 
-var _ arrow.RecordBatch // (the learner's batches)
+
+// closeVersion is the encoding version of a Close record.
+const closeVersion = 1
+
+// EncodeClose encodes a Close for a SyncLog: its delta as float32 (half
+// the bytes; every instance folds the same rounded values).
+func EncodeClose(c Close) []byte {
+	b := make([]byte, 0, 64+len(c.Partition)+4*len(c.Delta))
+	b = append(b, closeVersion)
+	b = binary.LittleEndian.AppendUint64(b, uint64(c.Epoch))
+	b = binary.LittleEndian.AppendUint64(b, uint64(c.Through))
+	b = binary.LittleEndian.AppendUint64(b, uint64(c.Windows))
+	b = binary.LittleEndian.AppendUint64(b, c.AtWindow)
+	flags := byte(0)
+	if c.Idle {
+		flags |= 1
+	}
+	if c.Resume {
+		flags |= 2
+	}
+	b = append(b, flags)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Partition)))
+	b = append(b, c.Partition...)
+	hasDelta := byte(0)
+	if c.Delta != nil {
+		hasDelta = 1
+	}
+	b = append(b, hasDelta)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Delta)))
+	for _, d := range c.Delta {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(d)))
+	}
+	return b
+}
+
+// DecodeClose decodes what EncodeClose wrote.
+func DecodeClose(b []byte) (Close, error) {
+	var c Close
+	bad := fmt.Errorf("encoder record of %d bytes is corrupt", len(b))
+	if len(b) < 1+32+1+4 || b[0] != closeVersion {
+		return c, bad
+	}
+	p := 1
+	u64 := func() uint64 { v := binary.LittleEndian.Uint64(b[p:]); p += 8; return v }
+	c.Epoch, c.Through = int64(u64()), int64(u64())
+	c.Windows, c.AtWindow = int(u64()), u64()
+	c.Idle, c.Resume = b[p]&1 != 0, b[p]&2 != 0
+	p++
+	n := int(binary.LittleEndian.Uint32(b[p:]))
+	p += 4
+	if n > len(b)-p-5 {
+		return c, bad
+	}
+	c.Partition = string(b[p : p+n])
+	p += n
+	has := b[p] == 1
+	p++
+	m := int(binary.LittleEndian.Uint32(b[p:]))
+	p += 4
+	if len(b)-p != 4*m {
+		return c, bad
+	}
+	if has {
+		c.Delta = make([]float64, m)
+		for i := range c.Delta {
+			c.Delta[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(b[p:])))
+			p += 4
+		}
+	}
+	return c, nil
+}

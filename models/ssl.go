@@ -92,6 +92,13 @@ type SSLConfig struct {
 	Sync EncoderSync
 	// Partition names this learner's partition in Sync.
 	Partition string
+	// OnWait, if set, is called with true when the learner starts to wait
+	// for the group's encoder version, and with false when it stops.
+	OnWait func(waiting bool)
+	// MaxDeferred bounds the windows whose embedding and training wait for
+	// the group's next encoder version (each holds its encoder input); past
+	// it the learner waits for the version itself.
+	MaxDeferred int
 	// Seed seeds the encoder's weights and the augmentations.
 	Seed uint64
 }
@@ -129,6 +136,7 @@ func DefaultSSLConfig(name string, length, stride int) SSLConfig {
 		EmbedEvery:          1,
 		TrainEvery:          1,
 		Epoch:               24 * 3600e9,
+		MaxDeferred:         20000,
 		Seed:                1,
 	}
 }
@@ -218,8 +226,10 @@ type SSL struct {
 	cfg SSLConfig
 	mix mixConfig
 	enc *sslEncoder
-	pcg *rand.PCG
-	rng *rand.Rand
+	pcg    *rand.PCG
+	rng    *rand.Rand
+	encPCG *rand.PCG
+	encRng *rand.Rand
 
 	series *lru.Map[*sslSeries]
 	train  bool
@@ -235,11 +245,19 @@ type SSL struct {
 	version int64  // the encoder version it embeds with
 	windows uint64 // windows processed, for recorded closes
 	pending []Close
+	idle    bool // declared idle (the idle rule) and not resumed since
+	// target is the learner's clock: the epoch its newest window belongs
+	// to; want the epoch it closed the epochs before and waits for the
+	// version of (math.MinInt64: not waiting); queue the windows whose
+	// embedding or training waits for it, by epoch.
+	target int64
+	want   int64
+	queue  []deferred
 	delta   []float64
-	// prequential losses since the last optimiser step: the forecasts'
-	// and the imputation objective's squared errors (normalised units)
-	fSum, iSum float64
-	fN, iN     int
+	// loss sums the prequential losses of the windows in the training
+	// buffer: their forecasts' and their imputation objective's squared
+	// errors (normalised units).
+	loss lossAcc
 
 	out Output
 	ws  sslWork
@@ -270,7 +288,7 @@ func NewSSL(cfg SSLConfig) (*SSL, error) {
 		return nil, err
 	}
 	l := &SSL{
-		cfg: cfg, enc: enc, train: true, epoch: math.MinInt64,
+		cfg: cfg, enc: enc, train: true, epoch: math.MinInt64, target: math.MinInt64, want: math.MinInt64,
 		mix: mixConfig{
 			Order: cfg.ARLags, Forgettings: cfg.Forgettings, SeasonalForgettings: cfg.SeasonalForgettings,
 			SeasonalCycles: cfg.SeasonalCycles, MixRate: cfg.MixRate, MixDecay: cfg.MixDecay,
@@ -279,8 +297,14 @@ func NewSSL(cfg SSLConfig) (*SSL, error) {
 		buf:    make([]float64, encoderIn*cfg.TrainBatch*cfg.Length),
 		bufEnd: make([]int64, cfg.TrainBatch),
 	}
+	// Two random streams: the imputation objective's masks draw one per
+	// window as windows come; the encoder's crops and masks draw at its
+	// optimiser steps, which a shared encoder may defer. Kept apart, their
+	// draws do not depend on how the two interleave.
 	l.pcg = rand.NewPCG(cfg.Seed, 0x7473726570) // "tsrep"
 	l.rng = rand.New(l.pcg)
+	l.encPCG = rand.NewPCG(cfg.Seed, 0x63726f7073) // "crops"
+	l.encRng = rand.New(l.encPCG)
 	l.out.Dim = cfg.Dim
 	l.out.Length = cfg.Length
 	return l, nil
@@ -322,6 +346,10 @@ type sslWork struct {
 	ctxF  []float64 // and share observed
 	imp   imputeCtx
 	hid   []float64 // a training window's values with points hidden
+	// rowLoss holds each row's prequential losses (its forecast's squared
+	// error, its group's imputation objective's): reported with the
+	// optimiser step that learns from the row.
+	rowLoss []lossAcc
 	hidI  []float64
 	grpZ  [][]float64
 	grpI  [][]float64
@@ -347,10 +375,18 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 	l.prepare(b.Rows)
 	w := &l.ws
 	w.emb = w.emb[:0]
+	l.out.Late = l.out.Late[:0]
+	L, TB := l.cfg.Length, l.cfg.TrainBatch
 	for g0 := 0; g0 < b.Rows; {
 		g1 := l.groupEnd(&b, g0)
-		if err := l.clock(ctx, &b, g0); err != nil {
-			return nil, err
+		now := true // the encoder is at this window's version
+		if l.cfg.Sync != nil {
+			// Before the encoder moves on, the windows so far are
+			// embedded with the version they were predicted under.
+			var err error
+			if now, err = l.clock(ctx, &b, g0, func() { l.embedPending(&b) }); err != nil {
+				return nil, err
+			}
 		}
 		for i := g0; i < g1; i++ {
 			l.sequential(&b, i)
@@ -360,8 +396,12 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 			l.impute(&b, i, g0, g1)
 			l.out.Version[i] = l.version
 			if b.Seq[i]%uint64(l.cfg.EmbedEvery) == 0 {
-				l.out.EmitEmbedding[i] = true
-				w.emb = append(w.emb, i)
+				if now {
+					l.out.EmitEmbedding[i] = true
+					w.emb = append(w.emb, i)
+				} else {
+					l.defer1(&b, i, g0, g1, false)
+				}
 			}
 		}
 		if l.train {
@@ -372,10 +412,16 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 				if b.Seq[i]%uint64(l.cfg.TrainEvery) != 0 {
 					continue
 				}
-				l.encoderInput(&b, i, g0, g1, newMat(encoderIn, l.cfg.TrainBatch*l.cfg.Length, l.buf), l.bufN)
+				if !now {
+					l.defer1(&b, i, g0, g1, true)
+					l.queue[len(l.queue)-1].loss = w.rowLoss[i]
+					continue
+				}
+				l.encoderInput(&b, i, g0, g1, newMat(encoderIn, TB*L, l.buf), l.bufN)
 				l.bufEnd[l.bufN] = int64(b.End[i])
 				l.bufN++
-				if l.bufN == l.cfg.TrainBatch {
+				l.loss.add(w.rowLoss[i])
+				if l.bufN == TB {
 					l.embedPending(&b) // with the weights the rows were predicted with
 					l.out.Train = append(l.out.Train, l.step())
 				}
@@ -383,8 +429,20 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 		}
 		l.windows += uint64(g1 - g0)
 		g0 = g1
+		if len(l.queue) > l.cfg.MaxDeferred {
+			// Too much waits for the group: wait for it here.
+			l.embedPending(&b)
+			if err := l.catchUp(ctx, true); err != nil {
+				return nil, err
+			}
+		}
 	}
 	l.embedPending(&b)
+	if l.cfg.Sync != nil && len(l.queue) > 0 {
+		if err := l.catchUp(ctx, false); err != nil {
+			return nil, err
+		}
+	}
 	return &l.out, nil
 }
 
@@ -439,6 +497,11 @@ func (l *SSL) prepare(rows int) {
 	w.ctxM = grow(w.ctxM, L)
 	w.ctxF = grow(w.ctxF, L)
 	w.hid = grow(w.hid, L)
+	if cap(w.rowLoss) < rows {
+		w.rowLoss = make([]lossAcc, rows)
+	}
+	w.rowLoss = w.rowLoss[:rows]
+	clear(w.rowLoss)
 	w.hidI = grow(w.hidI, L)
 }
 
@@ -528,8 +591,7 @@ func (l *SSL) forecast(b *Batch, i int) {
 			y := h[n-1-k] - s.pendLast
 			s.mix.score(&l.mix, y, l.ws.std[i]/s.scale)
 			e := (y - s.pendPred) * s.scale / l.ws.std[i]
-			l.fSum += e * e
-			l.fN++
+			l.ws.rowLoss[i].f, l.ws.rowLoss[i].fn = e*e, 1
 		}
 		s.pendOK = false
 	}
@@ -709,8 +771,8 @@ func (l *SSL) trainImpute(b *Batch, i, g0, g1 int) {
 				if math.IsNaN(hz[k][j]) && !math.IsNaN(w.z[r][j]) && !allNaN(hz[k]) {
 					w.feat = imputeFeatures(&ctx, j, l.cfg.ImputeNeighbours, w.feat)
 					e := m.rls.Update(w.feat, w.z[r][j]-hi[k][j])
-					l.iSum += e * e
-					l.iN++
+					l.ws.rowLoss[g0].i += e * e
+					l.ws.rowLoss[g0].in++
 					learnt++
 				}
 			}
@@ -779,7 +841,7 @@ func (l *SSL) embedPending(b *Batch) {
 	}
 	w.e = grow(w.e, D*n)
 	E := newMat(D, n, w.e)
-	l.enc.embed(x, L, E)
+	l.enc.embed(x, L, E, l.cfg.Sync != nil)
 	for k, i := range w.emb {
 		emb := l.out.Embedding[i*D : (i+1)*D]
 		for d := range emb {
@@ -806,7 +868,7 @@ func (l *SSL) groupOf(b *Batch, i int) (int, int) {
 // it.
 func (l *SSL) step() TrainStep {
 	B, L := l.cfg.TrainBatch, l.cfg.Length
-	ls := l.enc.train(newMat(encoderIn, B*L, l.buf), L, B, l.rng)
+	ls := l.enc.train(newMat(encoderIn, B*L, l.buf), L, B, l.encRng)
 	l.bufN = 0
 	mean := func(sum float64, n int) float64 {
 		if n == 0 {
@@ -818,12 +880,26 @@ func (l *SSL) step() TrainStep {
 		Step:         l.enc.adamT,
 		Time:         slices.Max(l.bufEnd),
 		Windows:      B,
-		LossForecast: mean(l.fSum, l.fN),
-		LossImpute:   mean(l.iSum, l.iN),
+		LossForecast: mean(l.loss.f, l.loss.fn),
+		LossImpute:   mean(l.loss.i, l.loss.in),
 		LossContrast: l.cfg.WeightHier*ls.hier + l.cfg.WeightInstance*ls.instance,
 	}
-	l.fSum, l.fN, l.iSum, l.iN = 0, 0, 0, 0
+	l.loss = lossAcc{}
 	return st
+}
+
+// lossAcc sums squared errors of the forecast (f over fn) and of the
+// imputation objective (i over in).
+type lossAcc struct {
+	f, i   float64
+	fn, in int
+}
+
+func (a *lossAcc) add(b lossAcc) {
+	a.f += b.f
+	a.i += b.i
+	a.fn += b.fn
+	a.in += b.in
 }
 
 // usable reports whether slot j of row i holds a finite observed value: a

@@ -23,7 +23,11 @@ const encoderIn = 4
 // what this partition learnt since; delta is that difference, the
 // partition's contribution to the next version.
 type sslEncoder struct {
-	net          *convEncoder
+	net *convEncoder
+	// version is the same network bound to base: a shared encoder embeds
+	// with the group's version, never with what this partition learnt
+	// since (which only the next version will hold, merged).
+	version      *convEncoder
 	params, grad []float64
 	base         []float64 // the adopted version's weights
 	adamM, adamV []float64
@@ -70,12 +74,21 @@ func newSSLEncoder(c *SSLConfig) (*sslEncoder, error) {
 	net.bind(e.params, e.grad, 0)
 	net.init(rand.New(rand.NewPCG(c.Seed, 0x656e636f646572))) // "encoder"
 	copy(e.base, e.params)
+	if e.version, err = newConvEncoder(net.cfg); err != nil {
+		return nil, err
+	}
+	e.version.bind(e.base, make([]float64, n), 0)
 	return e, nil
 }
 
 // embed writes the window embeddings (D×n) of the n windows in x
-// (encoderIn×n·T).
-func (e *sslEncoder) embed(x matrix, T int, emb matrix) {
+// (encoderIn×n·T): with the adopted version's weights if shared, else with
+// the current ones.
+func (e *sslEncoder) embed(x matrix, T int, emb matrix, shared bool) {
+	if shared {
+		e.version.embed(x, T, nil, emb, &e.work)
+		return
+	}
 	e.net.embed(x, T, nil, emb, &e.work)
 }
 

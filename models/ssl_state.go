@@ -43,6 +43,8 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 	l.enc.appendState(w)
 	rs, _ := l.pcg.MarshalBinary() // never fails
 	w.Bytes(rs)
+	es, _ := l.encPCG.MarshalBinary()
+	w.Bytes(es)
 	n := encoderIn * l.cfg.Length
 	w.Len(l.bufN)
 	for k := 0; k < l.bufN; k++ {
@@ -57,10 +59,25 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 	w.I64(l.epoch)
 	w.I64(l.version)
 	w.U64(l.windows)
-	w.F64(l.fSum)
-	w.Len(l.fN)
-	w.F64(l.iSum)
-	w.Len(l.iN)
+	w.Bool(l.idle)
+	w.I64(l.target)
+	w.I64(l.want)
+	w.Len(len(l.queue))
+	for _, d := range l.queue {
+		w.I64(d.epoch)
+		w.Bool(d.train)
+		w.F64s(d.x)
+		w.String(d.key)
+		w.I64(d.end)
+		w.F64(d.loss.f)
+		w.Len(d.loss.fn)
+		w.F64(d.loss.i)
+		w.Len(d.loss.in)
+	}
+	w.F64(l.loss.f)
+	w.Len(l.loss.fn)
+	w.F64(l.loss.i)
+	w.Len(l.loss.in)
 	w.Len(l.series.Len())
 	l.series.Range(func(key string, s *sslSeries) bool {
 		w.String(key)
@@ -101,10 +118,12 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	n := len(enc.params)
 	enc.params, enc.base, enc.adamM, enc.adamV = make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	enc.loadState(r)
-	rs := r.Bytes(64)
-	pcg := rand.NewPCG(0, 0)
+	rs, es := r.Bytes(64), r.Bytes(64)
+	pcg, encPCG := rand.NewPCG(0, 0), rand.NewPCG(0, 0)
 	if r.Err() == nil {
 		if err := pcg.UnmarshalBinary(rs); err != nil {
+			r.Fail("ssl random state: %v", err)
+		} else if err := encPCG.UnmarshalBinary(es); err != nil {
 			r.Fail("ssl random state: %v", err)
 		}
 	}
@@ -123,6 +142,21 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 		bufEnd[k] = r.I64()
 	}
 	epoch, version, windows := r.I64(), r.I64(), r.U64()
+	idle := r.Bool()
+	target, want := r.I64(), r.I64()
+	nq := r.Len(l.cfg.MaxDeferred+l.cfg.Length, 8*encoderIn*L)
+	queue := make([]deferred, 0, nq)
+	for k := 0; k < nq && r.Err() == nil; k++ {
+		d := deferred{epoch: r.I64(), train: r.Bool()}
+		d.x = r.F64s(nil, encoderIn*L)
+		d.key = r.String(1 << 16)
+		d.end = r.I64()
+		d.loss = lossAcc{f: r.F64(), fn: r.Len(math.MaxInt32, 0), i: r.F64(), in: r.Len(math.MaxInt32, 0)}
+		if r.Err() == nil && len(d.x) != encoderIn*L {
+			r.Fail("deferred window of %d values, want %d", len(d.x), encoderIn*L)
+		}
+		queue = append(queue, d)
+	}
 	fSum, fN, iSum, iN := r.F64(), r.Len(math.MaxInt32, 0), r.F64(), r.Len(math.MaxInt32, 0)
 	series := lru.New[*sslSeries](l.cfg.MaxSeries)
 	ns := r.Len(l.cfg.MaxSeries, 1)
@@ -156,13 +190,16 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	if epoch != math.MinInt64 && version > epoch {
 		return fmt.Errorf("load ssl state: encoder version %d ahead of epoch %d", version, epoch)
 	}
-	net := l.enc.net
+	net, ver := l.enc.net, l.enc.version
 	*l.enc = enc
 	net.bind(l.enc.params, l.enc.grad, 0)
+	ver.bind(l.enc.base, make([]float64, len(l.enc.base)), 0)
 	*l.pcg = *pcg
+	*l.encPCG = *encPCG
 	l.buf, l.bufEnd, l.bufN = buf, bufEnd, bufN
-	l.epoch, l.version, l.windows = epoch, version, windows
-	l.fSum, l.fN, l.iSum, l.iN = fSum, fN, iSum, iN
+	l.epoch, l.version, l.windows, l.idle = epoch, version, windows, idle
+	l.target, l.want, l.queue = target, want, queue
+	l.loss = lossAcc{f: fSum, fn: fN, i: iSum, in: iN}
 	l.series = series
 	l.restoreSync()
 	return nil

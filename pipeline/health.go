@@ -36,6 +36,9 @@ type stageEnv struct {
 	timing    *Timing
 	extraTags []ingest.KV
 	baseLog   *slog.Logger
+	// onFinal, if set, is called when a partition has written everything
+	// up to the end it was to read.
+	onFinal func(partitionID)
 }
 
 func (e *stageEnv) log(id partitionID) *slog.Logger {

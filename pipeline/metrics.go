@@ -42,6 +42,7 @@ type Metrics struct {
 	FetchErrors        prometheus.Counter
 	OffsetResets       *prometheus.CounterVec // reason: before_log_start, past_log_end
 	StageFailures      *prometheus.CounterVec // step: write checkpoint, write dead letters
+	Deferred           *prometheus.GaugeVec   // topic, partition
 }
 
 // NewMetrics registers the metrics on reg.
@@ -101,6 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		FetchErrors:        ctr("fetch_errors_total", "Failed Kafka fetches (each is retried after reconnecting)."),
 		OffsetResets: ctrVec("offset_resets_total", "Partitions moved because their offset was outside the log: before_log_start "+
 			"(deleted by retention: those records are lost), past_log_end (the topic was recreated or the broker replaced; continued where kafka.start says).", "reason"),
+		Deferred:      gaugeVec("deferred_windows", "Windows whose embedding (and training) waits for the group's next encoder version: the other partitions' contributions to the epochs before.", "topic", "partition"),
 		StageFailures: ctrVec("stage_failures_total", "Failed attempts of a partition's durable steps (each retried with backoff, or fatal with pipeline.on_failure = exit), by step.", "step"),
 		Inflight:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tsrep", Name: "inflight_batches", Help: "Batches between windowing and the sink."}),
 	}

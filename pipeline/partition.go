@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/models"
 )
 
 // partition runs one topic-partition as a chain of stages, each owning its
@@ -50,7 +51,7 @@ type marks struct {
 // persisted (replays).
 func (p *Pipeline) newPartition(id partitionID, store StateStore, commit ingest.Committer) (*partition, error) {
 	cfg := p.cfg
-	learner, err := p.o.NewLearner(id.topic, id.part)
+	learner, err := p.newLearner(id.topic, id.part)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +64,8 @@ func (p *Pipeline) newPartition(id partitionID, store StateStore, commit ingest.
 		return nil, err
 	}
 	pt.win.persist = store != nil
+	_, shared := learner.(models.Shared)
+	pt.win.idleMarkers = shared && p.se != nil
 	pt.learn = newLearnStage(p.env, id, learner, items, jobs, bufs, pt.abort)
 	pt.write = &writeStage{
 		env: p.env, id: id, sink: p.o.Sink, dlq: p.o.DeadLetters, store: store, commit: commit,
@@ -93,6 +96,7 @@ func (pt *partition) run(ctx, dctx context.Context, src ingest.Source, start, en
 	defer pt.env.health.set(pt.id, stateStopped, "")
 	learnDone := make(chan error, 1)
 	writeDone := make(chan error, 1)
+	pt.learn.waitCtx = ctx
 	go func() { learnDone <- pt.learn.run(dctx, pt.fail) }()
 	go func() { writeDone <- pt.write.run(dctx, pt.fail) }()
 	fetchErr := pt.win.run(ctx, src, start, end)
@@ -100,31 +104,47 @@ func (pt *partition) run(ctx, dctx context.Context, src ingest.Source, start, en
 }
 
 // runPartition restores the partition's state, then runs its stages until
-// ctx ends (or, with UntilEnd, the partition is caught up, which it
-// reports), draining with dctx.
-func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation, a ingest.Assignment) (bool, error) {
+// ctx ends, draining with dctx. With UntilEnd the partition stops reading
+// at the end offset the topic had when the run started, and stays, idle,
+// until ctx ends (the group is caught up).
+func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation, a ingest.Assignment) error {
 	id := partitionID{a.Topic, a.Partition}
-	store, err := p.stateStore(ctx)
-	if err != nil {
-		return false, err
+	var store StateStore
+	bo := backoff.NewExponentialBackOff()
+	bo.MaxElapsedTime = 0
+	for {
+		s, err := p.stateStore(ctx)
+		if err == nil {
+			store = s
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := bo.NextBackOff()
+		p.env.log(id).Warn("opening the state store failed; retrying", "in", wait.Round(time.Millisecond), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.env.clock.After(wait):
+		}
 	}
 	pt, err := p.newPartition(id, store, g)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer pt.close()
 	log := p.env.log(id)
 	// A generation that ends (a rebalance, a stop) while the partition
 	// starts is not an error of the partition's.
-	stopped := func(err error) (bool, error) {
+	stopped := func(err error) error {
 		if ctx.Err() != nil {
-			return false, nil
+			return nil
 		}
-		return false, err
+		return err
 	}
 	var start int64
-	bo := backoff.NewExponentialBackOff()
-	bo.MaxElapsedTime = 0
+	bo.Reset()
 	for {
 		start, err = pt.restore(ctx, p, a)
 		if err == nil {
@@ -139,26 +159,27 @@ func (p *Pipeline) runPartition(ctx, dctx context.Context, g *ingest.Generation,
 		log.Warn("restoring the partition failed; retrying", "in", wait.Round(time.Millisecond), "err", err)
 		select {
 		case <-ctx.Done():
-			return false, nil
+			return nil
 		case <-p.env.clock.After(wait):
 		}
 	}
 	start = p.inLog(ctx, id, start)
+	if e, err := p.o.Kafka.End(ctx, id.topic, id.part); err == nil {
+		pt.win.caughtUp = start >= e // an empty partition is idle from the start
+	}
 	end := int64(-1)
 	if p.o.UntilEnd {
 		if end, err = p.endOffset(ctx, a.Topic, a.Partition); err != nil {
 			return stopped(err)
 		}
+		pt.win.hold = true
 	}
+	defer p.track(id)()
 	log.Info("partition assigned", "start_offset", start, "committed", a.Committed, "end_offset", end)
 	p.o.Timing.assigned(p.env.clock.Now())
-	if end >= 0 && start >= end {
-		return true, nil // nothing to read
-	}
 	src := p.newReader(id, start)
 	defer src.Close()
-	err = pt.run(ctx, dctx, src, start, end)
-	return end >= 0 && pt.win.next >= end, err
+	return pt.run(ctx, dctx, src, start, end)
 }
 
 // newReader reads a partition from offset start, counting fetch errors

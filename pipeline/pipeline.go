@@ -19,8 +19,10 @@ package pipeline
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/cenkalti/backoff/v4"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -96,6 +98,50 @@ type Pipeline struct {
 	store   StateStore
 	// checker probes the sink for /readyz (RunService sets it).
 	checker SinkChecker
+	// shared says the learners share the group's encoder; se is it, while
+	// a run or replay lasts.
+	shared bool
+	se     *sharedEncoder
+	// running holds, with UntilEnd, this instance's partitions and whether
+	// each has written everything up to its end.
+	runMu   sync.Mutex
+	running map[partitionID]bool
+}
+
+// localDone reports whether every partition running here has written
+// everything up to its end.
+func (p *Pipeline) localDone() bool {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	for _, done := range p.running {
+		if !done {
+			return false
+		}
+	}
+	return true
+}
+
+// track records that partition id runs here (until the returned func).
+func (p *Pipeline) track(id partitionID) func() {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.running == nil {
+		return func() {}
+	}
+	p.running[id] = false
+	return func() {
+		p.runMu.Lock()
+		defer p.runMu.Unlock()
+		delete(p.running, id)
+	}
+}
+
+// newLearner makes partition (topic, part)'s learner.
+func (p *Pipeline) newLearner(topic string, part int) (models.Learner, error) {
+	if p.se != nil {
+		return p.sharedLearner(p.se, topic, part)
+	}
+	return p.o.NewLearner(topic, part)
 }
 
 // New checks the options. Nothing is connected until Run or Replay.
@@ -122,14 +168,16 @@ func New(o Options) (*Pipeline, error) {
 		}
 		o.Kafka = k
 	}
+	shared := false
 	if o.NewLearner == nil {
 		cfg := o.Config
 		o.NewLearner = func(string, int) (models.Learner, error) { return NewLearner(cfg) }
 		if _, err := NewLearner(cfg); err != nil {
 			return nil, fmt.Errorf("model %s: %w", cfg.Model.Kind, err)
 		}
+		shared = cfg.Model.Kind == "ssl"
 	}
-	p := &Pipeline{o: o, cfg: o.Config, log: o.Log, m: o.Metrics, store: o.State}
+	p := &Pipeline{o: o, cfg: o.Config, log: o.Log, m: o.Metrics, store: o.State, shared: shared}
 	p.env = &stageEnv{
 		cfg: o.Config, m: o.Metrics, health: o.Health, clock: o.Clock,
 		progress: o.Progress, timing: o.Timing, extraTags: o.ExtraTags, baseLog: o.Log,
@@ -214,29 +262,75 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			p.ends[t] = e
 		}
+		// Partitions that reach their end stay (idle, for the shared
+		// encoder) until the whole group has committed every end and this
+		// instance's partitions have written everything (the embeddings
+		// that waited for the group's encoder included).
+		p.running = map[partitionID]bool{}
+		p.env.onFinal = func(id partitionID) {
+			p.runMu.Lock()
+			defer p.runMu.Unlock()
+			if _, ok := p.running[id]; ok {
+				p.running[id] = true
+			}
+		}
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			t := p.env.clock.NewTicker(250 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C():
+				}
+				if !p.localDone() {
+					continue
+				}
+				all, err := p.allCommitted(ctx)
+				if err != nil && ctx.Err() == nil {
+					p.log.Warn("checking the group's committed offsets", "err", err)
+				}
+				if all {
+					p.log.Info("every partition of the group is caught up")
+					stop()
+					return
+				}
+			}
+		}()
+	}
+	if p.shared {
+		// The brokers may not answer yet (or refuse the credentials): wait,
+		// saying why, as joining the group would.
+		bo := backoff.NewExponentialBackOff()
+		bo.MaxInterval, bo.MaxElapsedTime = 30*time.Second, 0
+		for {
+			se, err := p.openSharedEncoder(ctx)
+			if err == nil {
+				defer se.close()
+				p.se = se
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := bo.NextBackOff()
+			p.log.Warn("opening the shared encoder's topic failed; retrying", "in", wait.Round(time.Millisecond), "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.env.clock.After(wait):
+			}
+		}
 	}
 	var runErr error
 	var errOnce sync.Once
 	err := p.o.Kafka.RunGroup(ctx, p.log, func(gctx context.Context, g *ingest.Generation) {
-		caughtUp, err := p.runGeneration(gctx, g)
-		if err != nil {
+		if err := p.runGeneration(gctx, g); err != nil {
 			errOnce.Do(func() { runErr = err })
 			stop()
-			return
-		}
-		// A generation can end early (a rebalance), and other members,
-		// even dead ones until their sessions expire, may hold partitions:
-		// stop only once the group has committed every partition's end.
-		if p.o.UntilEnd && caughtUp && ctx.Err() == nil {
-			done, err := p.allCommitted(ctx)
-			if err != nil {
-				p.log.Warn("checking the group's committed offsets", "err", err)
-			}
-			if done {
-				stop()
-			} else {
-				p.log.Info("my partitions are caught up; waiting for the group's others")
-			}
 		}
 	})
 	if runErr != nil {
@@ -246,10 +340,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // runGeneration runs one partition per assignment until gctx ends
-// (rebalance or shutdown), or with UntilEnd until all are caught up, which
-// it reports (false for a generation without partitions). A partition
+// (rebalance, shutdown, or with UntilEnd the group caught up). A partition
 // that fails (a corrupt checkpoint, on_failure = "exit") fails the run.
-func (p *Pipeline) runGeneration(gctx context.Context, g *ingest.Generation) (bool, error) {
+func (p *Pipeline) runGeneration(gctx context.Context, g *ingest.Generation) error {
 	// The drain context outlives gctx by the shutdown timeout, so in-flight
 	// work can still be written and committed after a stop is requested.
 	dctx, cancelDrain := context.WithCancel(context.WithoutCancel(gctx))
@@ -265,17 +358,12 @@ func (p *Pipeline) runGeneration(gctx context.Context, g *ingest.Generation) (bo
 
 	var wg sync.WaitGroup
 	errs := make(chan error, len(g.Assignments))
-	var behind atomic.Int32
 	for _, a := range g.Assignments {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			caughtUp, err := p.runPartition(gctx, dctx, g, a)
-			if err != nil {
+			if err := p.runPartition(gctx, dctx, g, a); err != nil {
 				errs <- fmt.Errorf("partition %s/%d: %w", a.Topic, a.Partition, err)
-			}
-			if !caughtUp {
-				behind.Add(1)
 			}
 		}()
 	}
@@ -285,7 +373,7 @@ func (p *Pipeline) runGeneration(gctx context.Context, g *ingest.Generation) (bo
 	for err := range errs {
 		all = append(all, err)
 	}
-	return len(g.Assignments) > 0 && behind.Load() == 0, errors.Join(all...)
+	return errors.Join(all...)
 }
 
 // startKind maps kafka.start to ingest's start positions.

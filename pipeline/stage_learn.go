@@ -20,6 +20,9 @@ type writeJob struct {
 	dls   []ingest.DeadLetter
 	ckpt  []byte // a checkpoint body covering the messages before next
 	next  int64
+	// final: the partition has reached its end, and everything before is
+	// in this job or earlier ones.
+	final bool
 }
 
 // learnStage learns from each batch of windows (predict, then learn),
@@ -39,12 +42,16 @@ type learnStage struct {
 	bufs   <-chan []byte
 	abort  <-chan struct{}
 	failed error
+	// waitCtx ends the learner's waits for the group (a shared encoder's
+	// next version): the partition's own context, not the drain's, so a
+	// rebalance or a stop does not wait on partitions being moved.
+	waitCtx context.Context
 }
 
 func newLearnStage(env *stageEnv, id partitionID, learner models.Learner, in <-chan *item, out chan<- *writeJob, bufs <-chan []byte, abort <-chan struct{}) *learnStage {
 	cfg := env.cfg
 	return &learnStage{
-		env: env, id: id, learner: learner, in: in, out: out, bufs: bufs, abort: abort,
+		env: env, id: id, learner: learner, in: in, out: out, bufs: bufs, abort: abort, waitCtx: context.Background(),
 		preq: models.NewPrequential(cfg.Window.MaxSeries),
 		enc:  sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries, env.extraTags...),
 	}
@@ -95,12 +102,24 @@ func (s *learnStage) learnItem(ctx context.Context, it *item) error {
 	}
 	if it.idle {
 		if sh, ok := s.learner.(models.Shared); ok {
-			if err := sh.Idle(ctx); err != nil {
-				return s.learnErr(ctx, err)
+			out, err := sh.Idle(s.waitCtx)
+			if err != nil {
+				return s.learnErr(s.waitCtx, err)
 			}
+			s.encodeLate(out)
 		}
 	}
-	if s.enc.Lines() < s.env.cfg.Influx.BatchPoints && it.snapshot == nil && len(it.dls) == 0 && len(s.in) > 0 {
+	if it.poll {
+		if pl, ok := s.learner.(models.Polling); ok {
+			out, err := pl.Poll(s.waitCtx)
+			if err != nil {
+				return s.learnErr(s.waitCtx, err)
+			}
+			s.encodeLate(out)
+			s.env.m.Deferred.WithLabelValues(s.id.labels()...).Set(float64(pl.Deferred()))
+		}
+	}
+	if s.enc.Lines() < s.env.cfg.Influx.BatchPoints && it.snapshot == nil && len(it.dls) == 0 && !it.final && len(s.in) > 0 {
 		return nil
 	}
 	var next []byte
@@ -108,7 +127,7 @@ func (s *learnStage) learnItem(ctx context.Context, it *item) error {
 	case next = <-s.bufs:
 	default:
 	}
-	job := &writeJob{lines: s.enc.Take(next), dls: it.dls, next: it.next}
+	job := &writeJob{lines: s.enc.Take(next), dls: it.dls, next: it.next, final: it.final}
 	if it.snapshot != nil {
 		// The state now is the state after every message before it.next:
 		// the learner has seen every window the windowing stage emitted
@@ -139,9 +158,9 @@ func (s *learnStage) learnErr(ctx context.Context, err error) error {
 func (s *learnStage) learnBatch(ctx context.Context, it *item) error {
 	m := s.env.m
 	t0 := time.Now()
-	out, err := models.StepContext(ctx, s.learner, it.rec)
+	out, err := models.StepContext(s.waitCtx, s.learner, it.rec)
 	if err != nil {
-		return s.learnErr(ctx, err)
+		return s.learnErr(s.waitCtx, err)
 	}
 	b, err := models.View(it.rec)
 	if err != nil {
@@ -150,13 +169,7 @@ func (s *learnStage) learnBatch(ctx context.Context, it *item) error {
 	resolved := s.preq.Observe(&b, out)
 	m.LearnSeconds.Observe(time.Since(t0).Seconds())
 	m.Batches.Inc()
-	for _, st := range out.Train {
-		for obj, v := range map[string]float64{"forecast": st.LossForecast, "impute": st.LossImpute, "contrast": st.LossContrast} {
-			if v == v { // not NaN
-				m.Loss.WithLabelValues(obj).Set(v)
-			}
-		}
-	}
+	s.observeTrain(out)
 
 	nerr := len(s.enc.Errors())
 	s.enc.Encode(&sinks.Result{
@@ -170,6 +183,28 @@ func (s *learnStage) learnBatch(ctx context.Context, it *item) error {
 		})
 	}
 	return nil
+}
+
+// observeTrain exports the losses of the training steps in out.
+func (s *learnStage) observeTrain(out *models.Output) {
+	for _, st := range out.Train {
+		for obj, v := range map[string]float64{"forecast": st.LossForecast, "impute": st.LossImpute, "contrast": st.LossContrast} {
+			if v == v { // not NaN
+				s.env.m.Loss.WithLabelValues(obj).Set(v)
+			}
+		}
+	}
+}
+
+// encodeLate encodes what a learner produced between batches (embeddings
+// of windows that waited for their encoder version, and the training
+// steps made on them).
+func (s *learnStage) encodeLate(out *models.Output) {
+	if out == nil || (len(out.Late) == 0 && len(out.Train) == 0) {
+		return
+	}
+	s.observeTrain(out)
+	s.enc.Encode(&sinks.Result{Topic: s.id.topic, Partition: s.id.part, Model: s.learner.Name(), Out: out})
 }
 
 // partitionStateVersion 2 records the learner's kind beside its name

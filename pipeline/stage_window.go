@@ -32,6 +32,12 @@ type item struct {
 	// and nothing arrived for model.sync_idle: the learning stage may close
 	// its epoch (see models.Shared).
 	idle bool
+	// final says the partition has reached the end it was to read: the
+	// writing stage reports it once everything before it is written.
+	final bool
+	// poll asks the learner for what it can output between batches
+	// (embeddings that waited for the group's encoder version).
+	poll bool
 }
 
 // windowStage fetches, decodes and windows one partition's messages, and
@@ -61,11 +67,17 @@ type windowStage struct {
 	// marks are the partition's high watermark and committed offset.
 	marks *marks
 	// lastMsg is when the last message was read; caughtUp says it was the
-	// newest the partition had then; idleSent that an idle marker went
-	// out since.
-	lastMsg   time.Time
-	caughtUp  bool
-	idleSent  bool
+	// newest the partition had then.
+	lastMsg  time.Time
+	caughtUp bool
+	// idleMarkers sends an idle marker when the partition goes quiet (the
+	// learner shares its encoder; idleSent: one went out since the last
+	// message); hold keeps the stage, idle, after its end (see run).
+	idleMarkers bool
+	idleSent    bool
+	hold        bool
+	// src is the source being read (for its health).
+	src       ingest.Source
 	lastStats windowing.Stats
 	lateEnc   lineprotocol.Encoder
 	points    int
@@ -112,9 +124,16 @@ const (
 // ends with a final checkpoint marker and closes the channel to the
 // learning stage. The error is a fetch failure the source did not recover
 // from.
+//
+// With hold set, reaching end does not end the stage: it stops reading and
+// stays, idle, until ctx ends, so that a learner sharing its encoder with
+// other partitions keeps closing its epochs for them (the idle rule) until
+// the whole group is done.
 func (s *windowStage) run(ctx context.Context, src ingest.Source, start, end int64) error {
 	defer close(s.out)
+	s.src = src
 	s.next, s.ckptNext = start, start
+	s.lastMsg = s.env.clock.Now()
 	cfg := s.env.cfg
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -128,73 +147,111 @@ func (s *windowStage) run(ctx context.Context, src ingest.Source, start, end int
 	}
 	fetchDone := make(chan struct{})
 	var fetchErr error // written by the fetcher, read after fetchDone
-	go func() {
-		defer close(fetchDone)
-		defer close(batches)
-		for {
-			var buf []ingest.Message
-			select {
-			case buf = <-free:
-			case <-fctx.Done():
-				return
-			}
-			buf, err := fillSlice(fctx, src, buf[:0])
-			if len(buf) > 0 {
+	stopFetch := func() { cancel(); <-fetchDone }
+	if end >= 0 && start >= end {
+		close(fetchDone) // nothing to read
+		close(batches)
+	} else {
+		go func() {
+			defer close(fetchDone)
+			defer close(batches)
+			for {
+				var buf []ingest.Message
 				select {
-				case batches <- buf:
+				case buf = <-free:
 				case <-fctx.Done():
 					return
 				}
-			}
-			if err != nil {
-				if fctx.Err() == nil && !errors.Is(err, io.EOF) {
-					fetchErr = fmt.Errorf("fetch: %w", err)
+				buf, err := fillSlice(fctx, src, buf[:0])
+				if len(buf) > 0 {
+					select {
+					case batches <- buf:
+					case <-fctx.Done():
+						return
+					}
 				}
-				return
+				if err != nil {
+					if fctx.Err() == nil && !errors.Is(err, io.EOF) {
+						fetchErr = fmt.Errorf("fetch: %w", err)
+					}
+					return
+				}
 			}
-		}
-	}()
-	defer func() { cancel(); <-fetchDone }()
+		}()
+	}
+	defer stopFetch()
 
 	clk := s.env.clock
 	flush := clk.NewTicker(cfg.Window.FlushInterval.Duration)
 	defer flush.Stop()
 	ckpt := clk.NewTicker(cfg.Pipeline.CheckpointInterval.Duration)
 	defer ckpt.Stop()
+	atEnd := false
+	reachEnd := func() {
+		s.checkpoint()
+		atEnd, s.caughtUp = true, true
+		if s.hold {
+			// The end of this partition's input: its learner catches up
+			// and goes idle, so that the group does not wait for it.
+			s.maybeIdle(true)
+		}
+		s.final()
+		stopFetch()
+		batches = nil
+	}
 	for {
+		if atEnd && !s.hold {
+			return nil
+		}
 		select {
 		case batch, ok := <-batches:
 			if !ok { // the source ended or failed: keep what was read, then report
-				s.checkpoint()
-				cancel()
-				<-fetchDone
-				return fetchErr
+				if fetchErr != nil || !s.hold {
+					s.checkpoint()
+					stopFetch()
+					return fetchErr
+				}
+				reachEnd()
+				continue
 			}
 			now := clk.Now()
 			for i := range batch {
 				s.handle(&batch[i], now)
 				if end >= 0 && s.next >= end {
-					s.checkpoint()
-					return nil
+					reachEnd()
+					break
 				}
 			}
-			clear(batch) // drop the references to the message buffers
-			free <- batch[:0]
+			if !atEnd {
+				clear(batch) // drop the references to the message buffers
+				free <- batch[:0]
+			}
 		case <-flush.C():
 			s.win.Flush()
 			s.exportStats()
-			s.maybeIdle()
+			s.maybeIdle(atEnd)
+			if s.idleMarkers {
+				s.send(&item{poll: true})
+			}
 		case <-ckpt.C():
 			if s.next != s.ckptNext || s.env.health.uncommitted(s.id) {
 				s.checkpoint()
 			}
 		case <-ctx.Done():
-			s.checkpoint()
+			if !atEnd {
+				s.checkpoint()
+			}
 			return nil
 		case <-s.abort:
 			return nil
 		}
 	}
+}
+
+// final sends the marker that tells the writing stage the partition has
+// reached its end (after the checkpoint that covers it).
+func (s *windowStage) final() {
+	s.send(&item{final: true, next: s.next})
 }
 
 // fillSlice appends messages from src to buf until it is full, or until
@@ -244,18 +301,31 @@ func (s *windowStage) handle(m *ingest.Message, now time.Time) {
 	}
 }
 
-// maybeIdle tells the learning stage once when the partition has read
-// everything its log had and nothing new came for model.sync_idle.
-func (s *windowStage) maybeIdle() {
-	idle := s.env.cfg.Model.SyncIdle.Duration
-	if idle <= 0 || s.idleSent || !s.caughtUp {
+// maybeIdle tells the learning stage, at a flush tick, that the partition
+// is idle (once, until a message comes): it has reached the end it was to
+// read; or it has read everything its log had, nothing new came for
+// model.sync_idle, and its reader is not failing. (An empty partition is
+// idle by the same rule: whether it is empty for good, nothing can tell
+// sooner, and a partition that declares itself idle and then gets data
+// resumes at the group's frontier, which would make its embeddings depend
+// on when its data came.)
+func (s *windowStage) maybeIdle(atEnd bool) {
+	if !s.idleMarkers || s.idleSent {
 		return
 	}
-	if s.env.clock.Now().Sub(s.lastMsg) < idle {
-		return
+	if !atEnd {
+		idle, now := s.env.cfg.Model.SyncIdle.Duration, s.env.clock.Now()
+		if idle <= 0 || !s.caughtUp || now.Sub(s.lastMsg) < idle {
+			return
+		}
+		// A source that fails to fetch (a broker restart) is not quiet,
+		// only unreachable: the group waits for it.
+		if e, ok := s.src.(interface{ LastError() time.Time }); ok && now.Sub(e.LastError()) < idle {
+			return
+		}
 	}
-	s.win.Flush()
 	s.idleSent = true
+	s.win.Flush()
 	s.send(&item{idle: true, dls: s.takeDLs()})
 }
 

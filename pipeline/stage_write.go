@@ -86,6 +86,9 @@ func (s *writeStage) write(ctx context.Context, job *writeJob) error {
 			m.DeadLetters.WithLabelValues(string(d.Reason)).Inc()
 		}
 	}
+	if job.final && s.env.onFinal != nil {
+		defer s.env.onFinal(s.id)
+	}
 	if job.ckpt == nil {
 		return nil
 	}

@@ -198,6 +198,14 @@ func (e *Encoder) Errors() []EncodeError { return e.errs }
 // Encode appends the lines of r.
 func (e *Encoder) Encode(r *Result) {
 	b, out := r.Batch, r.Out
+	for _, l := range out.Late {
+		s, err := e.seriesOf(l.Key, r.Model)
+		if err != nil {
+			e.errs = append(e.errs, EncodeError{Series: l.Key, Err: err})
+			continue
+		}
+		e.embeddingLine(s, l.Embedding, true, l.Version, l.End, l.Key)
+	}
 	for i := 0; i < out.Rows; i++ {
 		key := b.Key(i)
 		s, err := e.seriesOf(key, r.Model)
@@ -216,19 +224,11 @@ func (e *Encoder) Encode(r *Result) {
 			e.fc = append(e.fc, heldForecast{s: s, time: t, predicted: f, lastValue: b.LastObserved(i)})
 		}
 		if out.Dim > 0 && out.EmitEmbedding[i] {
-			e.startLine(1, s)
-			emb := out.Embedding[i*out.Dim : (i+1)*out.Dim]
-			scale := embeddingScale(emb)
-			for j, v := range emb {
-				if scale > 0 {
-					v = math.Round(v*scale) / scale
-				}
-				e.field(e.embField(j), v)
-			}
+			var version int64
 			if out.Version != nil {
-				e.intField("version", out.Version[i])
+				version = out.Version[i]
 			}
-			e.endLine(end, key)
+			e.embeddingLine(s, out.Embedding[i*out.Dim:(i+1)*out.Dim], out.Version != nil, version, end, key)
 		}
 		if out.Imputed != nil {
 			imp := out.Imputed[i*out.Length : (i+1)*out.Length]
@@ -317,6 +317,23 @@ func (e *Encoder) field(k string, v float64) {
 	e.buf = append(e.buf, k...)
 	e.buf = append(e.buf, '=')
 	e.buf = fv.AppendBytes(e.buf)
+}
+
+// embeddingLine writes an embedding (with its encoder version if given)
+// at time t.
+func (e *Encoder) embeddingLine(s *seriesOut, emb []float64, versioned bool, version, t int64, key string) {
+	e.startLine(1, s)
+	scale := embeddingScale(emb)
+	for j, v := range emb {
+		if scale > 0 {
+			v = math.Round(v*scale) / scale
+		}
+		e.field(e.embField(j), v)
+	}
+	if versioned {
+		e.intField("version", version)
+	}
+	e.endLine(t, key)
 }
 
 // intField appends an integer field (a field with a finite value must

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -28,32 +27,30 @@ import (
 func init() { registry = append(registry, newDemoCmd) }
 
 func newDemoCmd() *cobra.Command {
-	var cfgPath, data, influxURL, bucket string
+	var cf configFlags
+	var data, bucket string
 	var hide float64
 	var stride int
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole path once: embedded broker, bundled ETTh1, the pipeline into InfluxDB, then a Flux query of what was learned",
+		Long: `demo starts an embedded broker, produces --data to it, runs the
+configuration until it has caught up, and reads back what was learned. Its
+kafka settings, influx.bucket and pipeline.checkpoint_dir are the demo's;
+the window stride is --stride and the learner learns from every window,
+unless --set says otherwise.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := config.Default()
-			if _, err := os.Stat(cfgPath); err == nil {
-				if cfg, err = config.Load(cfgPath); err != nil {
-					return err
-				}
-			} else if !errors.Is(err, fs.ErrNotExist) {
+			// The demo's own settings come first, so that --set can change them.
+			cfg, _, err := cf.load(cmd, fmt.Sprintf("window.stride=%d", stride),
+				"model.train_every=1") // a short stream: learn from every window
+			if err != nil {
 				return err
 			}
-			if influxURL != "" {
-				cfg.Influx.URL = influxURL
-			}
-			cfg.Window.Stride = stride
-			cfg.Model.TrainEvery = 1 // a short stream: learn from every window
 			return runDemo(cmd.Context(), cfg, data, bucket, hide)
 		},
 	}
-	cmd.Flags().StringVarP(&cfgPath, "config", "c", "config.toml", "configuration file (its kafka and checkpoint settings are replaced by the demo's)")
+	cf.register(cmd.Flags(), flagInfluxURL, true)
 	cmd.Flags().StringVar(&data, "data", "data/ETT/ETTh1.csv", "CSV file to stream")
-	cmd.Flags().StringVar(&influxURL, "influx-url", "", "InfluxDB URL (default: influx.url of the config)")
 	cmd.Flags().StringVar(&bucket, "bucket", "tsrep_demo", "bucket (database) the demo writes to")
 	cmd.Flags().IntVar(&stride, "stride", 1, "window stride of the demo (1: a forecast, and a training example, at every step)")
 	cmd.Flags().Float64Var(&hide, "hide", 0.02, "share of the values removed before producing, for the learner to fill (and be scored on)")
