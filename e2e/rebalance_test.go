@@ -49,13 +49,18 @@ func TestRebalance(t *testing.T) {
 	b := startBroker(t, broker.Options{})
 	db := testenv.StartInflux(t)
 	c := baseConfig(t, b.Addr(), "nab", "tsrep", db)
-	path := writeConfig(t, c) // one checkpoint directory, shared
+	// Each instance has a checkpoint directory of its own (unused): the
+	// partitions' state is in Kafka (pipeline.state_store = "kafka").
+	path := writeConfig(t, c)
+	c2 := c
+	c2.Pipeline.CheckpointDir = t.TempDir()
+	path2 := writeConfig(t, c2)
 	third := len(msgs) / 3
 	produce(ctx, t, c, msgs[:third])
 
 	a := startTsrep(t, nil, "run", "-c", path)
 	waitFor(t, time.Minute, "instance a to own all 4 partitions", func() bool { return lastAssigned(a) == 4 })
-	bb := startTsrep(t, nil, "run", "-c", path)
+	bb := startTsrep(t, nil, "run", "-c", path2)
 	waitFor(t, time.Minute, "the partitions to be shared 2 and 2", func() bool { return lastAssigned(a) == 2 && lastAssigned(bb) == 2 })
 	produce(ctx, t, c, msgs[third:2*third])
 	waitCaughtUp(ctx, t, c, bb, 2*time.Minute)
@@ -66,11 +71,18 @@ func TestRebalance(t *testing.T) {
 		t.Fatalf("instance a exited by itself:\n%s", tail(a.log.String()))
 	}
 	waitFor(t, time.Minute, "instance b to take all 4 partitions", func() bool { return lastAssigned(bb) == 4 })
+	assignedRe := regexp.MustCompile(`msg="partition assigned" topic=nab partition=(\d) start_offset=(\d+)`)
+	// The generation is logged before its partitions start; a's may
+	// already be caught up (committed to the end), so wait for b to start
+	// them before waiting for the group to be caught up.
+	waitFor(t, time.Minute, "instance b to start all 4 partitions", func() bool {
+		return len(assignedRe.FindAllStringSubmatch(bb.log.String(), -1)) >= 6
+	})
 	waitCaughtUp(ctx, t, c, bb, 2*time.Minute)
 	bb.stop(t)
 	// After the kill, b started all four partitions past offset 0: from the
 	// checkpoints, a's included.
-	assigned := regexp.MustCompile(`msg="partition assigned" topic=nab partition=(\d) start_offset=(\d+)`).FindAllStringSubmatch(bb.log.String(), -1)
+	assigned := assignedRe.FindAllStringSubmatch(bb.log.String(), -1)
 	if len(assigned) < 6 {
 		t.Fatalf("b was assigned partitions %d times, want 2 then 4:\n%s", len(assigned), tail(bb.log.String()))
 	}
