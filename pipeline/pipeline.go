@@ -229,6 +229,16 @@ func SSLConfig(cfg config.Config) models.SSLConfig {
 	return c
 }
 
+// AnomalyConfig is the anomaly scorer's configuration from cfg.
+func AnomalyConfig(cfg config.Config) models.AnomalyConfig {
+	a := models.DefaultAnomalyConfig()
+	a.MaxSeries = cfg.Window.MaxSeries
+	a.RangeTolerance = cfg.Anomaly.RangeTolerance
+	a.TailHorizon = cfg.Anomaly.TailHorizon
+	a.NoveltyK = cfg.Anomaly.NoveltyK
+	return a
+}
+
 // NewLearner builds the learner configured in cfg.Model.
 func NewLearner(cfg config.Config) (models.Learner, error) {
 	switch cfg.Model.Kind {

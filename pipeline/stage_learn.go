@@ -35,6 +35,7 @@ type learnStage struct {
 	id      partitionID
 	learner models.Learner
 	preq    *models.Prequential
+	anom    *models.Anomaly // nil: anomaly scoring off
 	enc     *sinks.Encoder
 	in      <-chan *item
 	out     chan<- *writeJob
@@ -50,11 +51,15 @@ type learnStage struct {
 
 func newLearnStage(env *stageEnv, id partitionID, learner models.Learner, in <-chan *item, out chan<- *writeJob, bufs <-chan []byte, abort <-chan struct{}) *learnStage {
 	cfg := env.cfg
-	return &learnStage{
+	s := &learnStage{
 		env: env, id: id, learner: learner, in: in, out: out, bufs: bufs, abort: abort, waitCtx: context.Background(),
 		preq: models.NewPrequential(cfg.Window.MaxSeries),
 		enc:  sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries, env.extraTags...),
 	}
+	if cfg.Anomaly.Enabled {
+		s.anom, _ = models.NewAnomaly(AnomalyConfig(cfg)) // validated by config
+	}
+	return s
 }
 
 // errAborted is returned when another stage gave up first.
@@ -167,6 +172,10 @@ func (s *learnStage) learnBatch(ctx context.Context, it *item) error {
 		return err
 	}
 	resolved := s.preq.Observe(&b, out)
+	var scores []models.AnomalyScore
+	if s.anom != nil {
+		scores = s.anom.Observe(&b, out, resolved)
+	}
 	m.LearnSeconds.Observe(time.Since(t0).Seconds())
 	m.Batches.Inc()
 	s.observeTrain(out)
@@ -174,7 +183,7 @@ func (s *learnStage) learnBatch(ctx context.Context, it *item) error {
 	nerr := len(s.enc.Errors())
 	s.enc.Encode(&sinks.Result{
 		Topic: s.id.topic, Partition: s.id.part, Model: s.learner.Name(),
-		Batch: &b, Out: out, Resolved: resolved,
+		Batch: &b, Out: out, Resolved: resolved, Anomalies: scores, AnomalyDetails: s.env.cfg.Anomaly.Details,
 	})
 	for _, e := range s.enc.Errors()[nerr:] {
 		it.dls = append(it.dls, ingest.DeadLetter{
@@ -207,9 +216,9 @@ func (s *learnStage) encodeLate(out *models.Output) {
 	s.enc.Encode(&sinks.Result{Topic: s.id.topic, Partition: s.id.part, Model: s.learner.Name(), Out: out})
 }
 
-// partitionStateVersion 2 records the learner's kind beside its name
-// (version 1, without it, is still read).
-const partitionStateVersion = 2
+// partitionStateVersion 3 adds the anomaly scorer's state; 2 recorded the
+// learner's kind beside its name (versions 1 and 2 are still read).
+const partitionStateVersion = 3
 
 // appendCheckpoint writes the partition's whole state: the offset it
 // covers, the windows (snapshotted by the windowing stage), the learner and
@@ -224,6 +233,10 @@ func (s *learnStage) appendCheckpoint(w *binenc.Writer, windows []byte, next int
 	w.String(s.learner.Name())
 	s.learner.AppendState(w)
 	s.preq.AppendState(w)
+	w.Bool(s.anom != nil)
+	if s.anom != nil {
+		s.anom.AppendState(w)
+	}
 }
 
 // loadCheckpoint restores what appendCheckpoint wrote into the learning
@@ -231,8 +244,8 @@ func (s *learnStage) appendCheckpoint(w *binenc.Writer, windows []byte, next int
 func (s *learnStage) loadCheckpoint(body []byte, win *windowStage) (int64, error) {
 	r := binenc.NewReader(body)
 	v := r.U32()
-	if r.Err() == nil && v != 1 && v != partitionStateVersion {
-		return 0, fmt.Errorf("partition state version %d, this build reads 1 and %d", v, partitionStateVersion)
+	if r.Err() == nil && (v < 1 || v > partitionStateVersion) {
+		return 0, fmt.Errorf("partition state version %d, this build reads 1 to %d", v, partitionStateVersion)
 	}
 	topic, part, next := r.String(256), int(r.U32()), r.I64()
 	if r.Err() == nil && (topic != s.id.topic || part != s.id.part) {
@@ -262,6 +275,17 @@ func (s *learnStage) loadCheckpoint(body []byte, win *windowStage) (int64, error
 	}
 	if err := s.preq.LoadState(r); err != nil {
 		return 0, fmt.Errorf("forecast state: %w", err)
+	}
+	if v >= 3 && r.Bool() {
+		if s.anom == nil {
+			// The checkpoint was written with anomaly scoring on: skip it.
+			a, _ := models.NewAnomaly(AnomalyConfig(s.env.cfg))
+			if err := a.LoadState(r); err != nil {
+				return 0, fmt.Errorf("anomaly state: %w", err)
+			}
+		} else if err := s.anom.LoadState(r); err != nil {
+			return 0, fmt.Errorf("anomaly state: %w", err)
+		}
 	}
 	if err := r.Done(); err != nil {
 		return 0, err

@@ -52,6 +52,10 @@ type Result struct {
 	Batch     *models.Batch
 	Out       *models.Output
 	Resolved  []models.Resolved
+	// Anomalies are the batch's anomaly scores; AnomalyDetails writes
+	// their parts (surprise, z, novelty) beside the score.
+	Anomalies      []models.AnomalyScore
+	AnomalyDetails bool
 }
 
 // Measurement names, without the configured prefix.
@@ -60,6 +64,7 @@ const (
 	MeasEmbedding = "embedding"
 	MeasImputed   = "imputed"
 	MeasTrain     = "train"
+	MeasAnomaly   = "anomaly"
 )
 
 // Encoder turns Results into line protocol. It caches each series' output
@@ -74,8 +79,8 @@ const (
 // as one line with its actual value instead of two: the same point in
 // InfluxDB, and up to half the lines it has to parse and index.
 type Encoder struct {
-	meas       [4]string
-	measText   [3][]byte // forecast, embedding, imputed: escaped by the library
+	meas       [5]string
+	measText   [5][]byte // forecast, embedding, imputed, (train), anomaly: escaped by the library
 	measErr    error     // a measurement name line protocol cannot carry
 	buf        []byte
 	enc        lineprotocol.Encoder // the train lines, into buf
@@ -134,7 +139,7 @@ var errNoFields = errors.New("no finite field value")
 // whose points all carry the extra tags (e.g. a replay's run tag).
 func NewEncoder(prefix string, maxSeries int, extra ...ingest.KV) *Encoder {
 	e := &Encoder{series: lru.New[*seriesOut](maxSeries), extra: extra}
-	for i, m := range []string{MeasForecast, MeasEmbedding, MeasImputed, MeasTrain} {
+	for i, m := range []string{MeasForecast, MeasEmbedding, MeasImputed, MeasTrain, MeasAnomaly} {
 		e.meas[i] = prefix + m
 	}
 	e.enc.SetPrecision(lineprotocol.Nanosecond)
@@ -241,6 +246,21 @@ func (e *Encoder) Encode(r *Result) {
 				e.endLine(b.SlotTime(i, j), key)
 			}
 		}
+	}
+	for _, a := range r.Anomalies {
+		key := b.Key(a.Row)
+		s, err := e.seriesOf(key, r.Model)
+		if err != nil || !ingest.InTimeRange(a.Time) {
+			continue // reported for the row
+		}
+		e.startLine(4, s)
+		e.field("score", a.Score)
+		if r.AnomalyDetails {
+			e.field("surprise", a.Surprise)
+			e.field("z", a.Z)
+			e.field("novelty", a.Novelty)
+		}
+		e.endLine(a.Time, key)
 	}
 	for _, rs := range r.Resolved {
 		key := b.Key(rs.Row)

@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/tsrep/tsrep/config"
@@ -120,9 +119,14 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string, hide f
 	fmt.Printf("pipeline (window %d, stride %d, model %s) caught up in %s\n",
 		cfg.Window.Length, cfg.Window.Stride, cfg.Model.Name, time.Since(t1).Round(time.Millisecond))
 
-	client := influxdb2.NewClient(cfg.Influx.URL, os.Getenv(cfg.Influx.TokenEnv))
-	defer client.Close()
-	q := query.New(client.QueryAPI(cfg.Influx.Org), bucket, cfg.Influx.MeasurementPrefix)
+	q, err := query.Open(query.Options{
+		URL: cfg.Influx.URL, Token: os.Getenv(cfg.Influx.TokenEnv), Org: cfg.Influx.Org, Bucket: bucket,
+		Prefix: cfg.Influx.MeasurementPrefix, Language: query.Language(cfg.Influx.QueryLanguage), Timeout: cfg.Influx.Timeout.Duration,
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
 	rows, err := q.ForecastSummary(ctx, cfg.Model.Name)
 	if err != nil {
 		return err
@@ -131,7 +135,7 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string, hide f
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nread back from InfluxDB (%s, bucket %s) with Flux:\n\n", sinks.RedactURL(cfg.Influx.URL), bucket)
+	fmt.Printf("\nread back from InfluxDB (%s, bucket %s) with %s:\n\n", sinks.RedactURL(cfg.Influx.URL), bucket, q.Language())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "series\tforecasts\tscored\tMAE (tsrep)\tMAE (last value)\tratio\t")
 	var sum, sumBase float64
@@ -151,12 +155,14 @@ func runDemo(ctx context.Context, cfg config.Config, data, bucket string, hide f
 		fmt.Printf("  offset %d  reason %-14s %q: %s\n", dl.Offset, dl.Reason, dl.Value, dl.Err)
 	}
 	if cfg.Model.Kind == "ssl" {
-		if err := demoLearned(ctx, q, client, cfg, bucket, fr, hidden); err != nil {
+		if err := demoLearned(ctx, q, cfg, fr, hidden); err != nil {
 			return err
 		}
 	}
 	fmt.Printf("\ndemo took %s\n", time.Since(t0).Round(time.Millisecond))
-	fmt.Printf("\nThe same numbers in Flux:\n\n%s\n", query.ForecastSummaryFlux(bucket, cfg.Influx.MeasurementPrefix+"forecast", cfg.Model.Name))
+	fmt.Printf("\nThe same numbers in InfluxQL:\n\n%s\n\nand in Flux:\n\n%s\n",
+		query.ForecastSummaryInfluxQL(cfg.Influx.MeasurementPrefix+"forecast", cfg.Model.Name),
+		query.ForecastSummaryFlux(bucket, cfg.Influx.MeasurementPrefix+"forecast", cfg.Model.Name))
 	return nil
 }
 
@@ -184,19 +190,12 @@ func hideValues(fr *dataset.Frame, share float64) []hidden {
 
 // demoLearned prints what the self-supervised learner wrote: embeddings,
 // filled gaps scored against the values left out, similar series, losses.
-func demoLearned(ctx context.Context, q *query.Client, client influxdb2.Client, cfg config.Config, bucket string, fr *dataset.Frame, hid []hidden) error {
+func demoLearned(ctx context.Context, q *query.Client, cfg config.Config, fr *dataset.Frame, hid []hidden) error {
 	fmt.Printf("\nwhat the self-supervised learner wrote (embeddings of %d):\n", cfg.Model.Dim)
-	res, err := client.QueryAPI(cfg.Influx.Org).Query(ctx, fmt.Sprintf(`from(bucket: %q) |> range(start: 0)
-  |> filter(fn: (r) => r._measurement == %q and r._field == "e0" and r.model == %q) |> group() |> count()`,
-		bucket, cfg.Influx.MeasurementPrefix+"embedding", cfg.Model.Name))
+	embeddings, err := q.EmbeddingCount(ctx, cfg.Model.Name)
 	if err != nil {
 		return err
 	}
-	var embeddings int64
-	for res.Next() {
-		embeddings, _ = res.Record().Value().(int64)
-	}
-	res.Close()
 	fmt.Printf("  %d embeddings in %s\n", embeddings, cfg.Influx.MeasurementPrefix+"embedding")
 
 	// Filled gaps against the truth, next to linear interpolation.
@@ -230,13 +229,29 @@ func demoLearned(ctx context.Context, q *query.Client, client influxdb2.Client, 
 		fmt.Printf("  %d of the %d values left out were filled (%s): MAE %.4f, MSE %.4f; linear interpolation: MAE %.4f, MSE %.4f\n",
 			n, len(hid), cfg.Influx.MeasurementPrefix+"imputed", eT/float64(n), sT/float64(n), eL/float64(n), sL/float64(n))
 	}
-	sim, err := q.Similar(ctx, "etth1,source=demo#OT", time.Time{}, 3, cfg.Model.Name)
+	qe, sim, err := q.SimilarOfVersion(ctx, "etth1,source=demo#OT", time.Time{}, 3, cfg.Model.Name, query.NewestVersion)
 	if err == nil && len(sim) > 0 {
-		fmt.Printf("  series whose latest embeddings are most similar to OT's:")
+		fmt.Printf("  series whose latest embeddings are most similar to OT's, within encoder version %d:", qe.Version)
 		for _, m := range sim {
 			fmt.Printf(" %s (%.3f)", strings.TrimPrefix(m.Series, "etth1,source=demo#"), m.Score)
 		}
 		fmt.Println()
+	}
+	var scored, high int
+	for _, name := range fr.Names {
+		pts, err := q.Anomalies(ctx, "etth1,source=demo#"+name, time.Time{}, time.Time{}, cfg.Model.Name, 0)
+		if err != nil && !errors.Is(err, query.ErrNoData) {
+			return err
+		}
+		scored += len(pts)
+		for _, p := range pts {
+			if p.Score >= 0.5 {
+				high++
+			}
+		}
+	}
+	if scored > 0 {
+		fmt.Printf("  %d points scored for anomalies (%s), %d of them at 0.5 or more\n", scored, cfg.Influx.MeasurementPrefix+"anomaly", high)
 	}
 	tl, err := q.TrainLosses(ctx, cfg.Model.Name, time.Time{}, time.Time{})
 	if err == nil && len(tl) > 1 {
