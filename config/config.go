@@ -37,6 +37,7 @@ type Config struct {
 	Window   Window   `toml:"window"`
 	Model    Model    `toml:"model"`
 	Influx   Influx   `toml:"influx"`
+	Anomaly  Anomaly  `toml:"anomaly"`
 	Pipeline Pipeline `toml:"pipeline"`
 	HTTP     HTTP     `toml:"http"`
 	Log      Log      `toml:"log"`
@@ -78,8 +79,25 @@ type Kafka struct {
 	SessionTimeout Duration `toml:"session_timeout"`
 	// ClientID names this instance to the brokers.
 	ClientID string `toml:"client_id"`
-	TLS      TLS    `toml:"tls"`
-	SASL     SASL   `toml:"sasl"`
+	// Repartition says whether input is first repartitioned by series
+	// through the internal topic <group>-repartition (RepartitionTopic), as
+	// Kafka Streams does, so that every point of a series reaches one
+	// partition of the learning pipeline whatever the producers' keys:
+	// "off" (the input must be keyed by series), "always", or "auto"
+	// (decided when the service starts: repartition when the group already
+	// does, or when a sample of the input finds series in more than one
+	// partition).
+	Repartition string `toml:"repartition"`
+	// RepartitionRetention is the retention of the internal topic when
+	// tsrep creates it ("0s": keep records forever).
+	RepartitionRetention Duration `toml:"repartition_retention"`
+	// RepartitionIdle is how long an input partition that has been read to
+	// its end may stay quiet before the repartition stage stops waiting
+	// for it to order the other partitions' points by event time (Flink's
+	// watermark idleness).
+	RepartitionIdle Duration `toml:"repartition_idle"`
+	TLS             TLS      `toml:"tls"`
+	SASL            SASL     `toml:"sasl"`
 }
 
 // TLS configures encryption (and client certificates) to the brokers.
@@ -188,6 +206,26 @@ type Model struct {
 	// not wait for it (0 never does: an idle partition then holds the
 	// others back until it gets data).
 	SyncIdle Duration `toml:"sync_idle"`
+}
+
+// Anomaly configures the online anomaly score written to the anomaly
+// measurement (see models.AnomalyConfig).
+type Anomaly struct {
+	// Enabled scores every point a forecast was made for.
+	Enabled bool `toml:"enabled"`
+	// Details also writes each score's parts (surprise, z, novelty);
+	// otherwise only score (a value per scored point is what InfluxDB
+	// pays for).
+	Details bool `toml:"details"`
+	// RangeTolerance flags values further outside the series' range so
+	// far than this share of it (0: off).
+	RangeTolerance float64 `toml:"range_tolerance"`
+	// TailHorizon is the memory, in points, of each series' error
+	// distribution.
+	TailHorizon int `toml:"tail_horizon"`
+	// NoveltyK keeps this many of a series' embeddings to score how new
+	// its newest is (0: off).
+	NoveltyK int `toml:"novelty_k"`
 }
 
 // Influx configures the InfluxDB sink.
@@ -324,7 +362,13 @@ func Default() Config {
 			FetchMaxWait:       Duration{250 * time.Millisecond},
 			SessionTimeout:     Duration{30 * time.Second},
 			ClientID:           "tsrep",
-			SASL:               SASL{PasswordEnv: "TSREP_KAFKA_PASSWORD"},
+			// auto: a keyed topic is read as it is (after a sample at
+			// start), an unkeyed one (Telegraf without routing_tag) is
+			// repartitioned instead of learnt wrong.
+			Repartition:          "auto",
+			RepartitionRetention: Duration{7 * 24 * time.Hour},
+			RepartitionIdle:      Duration{5 * time.Second},
+			SASL:                 SASL{PasswordEnv: "TSREP_KAFKA_PASSWORD"},
 		},
 		Window: Window{
 			IntervalText:  "auto",
@@ -357,6 +401,7 @@ func Default() Config {
 			MergeRate:      1,
 			SyncIdle:       Duration{30 * time.Second},
 		},
+		Anomaly: Anomaly{Enabled: true, RangeTolerance: 0.005, TailHorizon: 4000},
 		Influx: Influx{
 			URL:               "http://127.0.0.1:8086",
 			Bucket:            "tsrep",
@@ -440,6 +485,22 @@ func (c *Config) Validate() error {
 	}
 	if k.SessionTimeout.Duration < time.Second {
 		bad("kafka.session_timeout: must be at least 1s")
+	}
+	switch k.Repartition {
+	case "off", "auto", "always":
+		for _, t := range k.Topics {
+			if k.Repartition != "off" && t == c.RepartitionTopic() {
+				bad("kafka.topics: %q is the internal topic of kafka.repartition; consume the input topics, or set kafka.repartition = \"off\"", t)
+			}
+		}
+	default:
+		bad("kafka.repartition: %q is not one of off, auto, always", k.Repartition)
+	}
+	if k.RepartitionRetention.Duration < 0 {
+		bad("kafka.repartition_retention: must be >= 0 (0s keeps the internal topic's records forever)")
+	}
+	if k.RepartitionIdle.Duration <= 0 {
+		bad("kafka.repartition_idle: must be > 0")
 	}
 	if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
 		bad("kafka.tls.cert_file and kafka.tls.key_file: give both or neither")
@@ -552,6 +613,10 @@ func (c *Config) Validate() error {
 	}
 	if !(m.Forgetting > 0 && m.Forgetting <= 1) {
 		bad("model.forgetting: %v must be in (0, 1]", m.Forgetting)
+	}
+
+	if a := c.Anomaly; a.RangeTolerance < 0 || a.TailHorizon < 1 || a.NoveltyK < 0 {
+		bad("anomaly.range_tolerance, tail_horizon, novelty_k: must be >= 0, >= 1, >= 0")
 	}
 
 	in := &c.Influx
@@ -700,6 +765,14 @@ func TopicName(group, suffix string) string {
 	h.Write([]byte(group))
 	return fmt.Sprintf("%s-%08x-%s", g, h.Sum32(), suffix)
 }
+
+// RepartitionTopic is the internal topic that kafka.repartition routes
+// the input through: <group>-repartition.
+func (c *Config) RepartitionTopic() string { return TopicName(c.Kafka.Group, "repartition") }
+
+// RepartitionGroup is the consumer group of the repartition stage, which
+// reads kafka.topics and writes RepartitionTopic: <group>-repartition.
+func (c *Config) RepartitionGroup() string { return c.Kafka.Group + "-repartition" }
 
 // StateTopicName is the compacted topic of the "kafka" state store.
 func (c *Config) StateTopicName() string {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,4 +211,34 @@ func FuzzInterpolate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDefaultFileHasEveryKey: config.toml shows (and so documents) every
+// key Config has, so that a key added in code cannot go missing from the
+// file users read.
+func TestDefaultFileHasEveryKey(t *testing.T) {
+	var c Config
+	md, err := toml.Decode(string(DefaultFile()), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix []string, typ reflect.Type)
+	walk = func(prefix []string, typ reflect.Type) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := append(slices.Clone(prefix), tag)
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Duration{}) {
+				walk(key, f.Type)
+				continue
+			}
+			if !md.IsDefined(key...) {
+				t.Errorf("config.toml lacks %s", strings.Join(key, "."))
+			}
+		}
+	}
+	walk(nil, reflect.TypeOf(c))
 }

@@ -168,6 +168,11 @@ type ProduceOptions struct {
 	// exceed the brokers' message.max.bytes (default 1,000,000, which fits
 	// Kafka's default of 1,048,588). Larger messages need both raised.
 	MaxBatchBytes int
+	// Unkeyed drops the messages' keys and spreads them over the
+	// partitions round robin, in order, as Telegraf's Kafka output does
+	// without routing_tag or routing_key: every series ends up in every
+	// partition.
+	Unkeyed bool
 }
 
 // Produce writes msgs to the topic in order (per key, order is kept within
@@ -181,10 +186,14 @@ func Produce(ctx context.Context, o ProduceOptions, msgs []Message) error {
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = 1_000_000
 	}
+	var balancer kafka.Balancer = &kafka.Hash{}
+	if o.Unkeyed {
+		balancer = &kafka.RoundRobin{}
+	}
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(o.Brokers...),
 		Topic:        o.Topic,
-		Balancer:     &kafka.Hash{},
+		Balancer:     balancer,
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    5000,
 		BatchBytes:   int64(o.MaxBatchBytes),
@@ -197,7 +206,11 @@ func Produce(ctx context.Context, o ProduceOptions, msgs []Message) error {
 	for i := 0; i < len(msgs); i += chunk {
 		km = km[:0]
 		for _, m := range msgs[i:min(i+chunk, len(msgs))] {
-			km = append(km, kafka.Message{Key: m.Key, Value: m.Value, Time: time.Unix(0, m.Time)})
+			key := m.Key
+			if o.Unkeyed {
+				key = nil
+			}
+			km = append(km, kafka.Message{Key: key, Value: m.Value, Time: time.Unix(0, m.Time)})
 		}
 		if err := w.WriteMessages(ctx, km...); err != nil {
 			return fmt.Errorf("produce to %s: %w", o.Topic, ingest.SummarizeWriteError(err))
@@ -233,6 +246,28 @@ func EnsureTopic(ctx context.Context, brokers []string, d *kafka.Dialer, topic s
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	return nil
+}
+
+// Batch joins every n consecutive messages into one message of several
+// lines (so of several series), without a key, timed as its last: what a
+// producer that batches points, whatever their series, writes.
+func Batch(msgs []Message, n int) []Message {
+	if n < 1 {
+		n = 1
+	}
+	out := make([]Message, 0, (len(msgs)+n-1)/n)
+	for i := 0; i < len(msgs); i += n {
+		group := msgs[i:min(i+n, len(msgs))]
+		var v []byte
+		for j, m := range group {
+			if j > 0 {
+				v = append(v, '\n')
+			}
+			v = append(v, m.Value...)
+		}
+		out = append(out, Message{Value: v, Time: group[len(group)-1].Time})
+	}
+	return out
 }
 
 // Between returns the messages with a time in [from, to); zero bounds are

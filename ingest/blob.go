@@ -236,34 +236,9 @@ func readAll(b kafka.Bytes) ([]byte, error) {
 // ensureTopic creates a compacted topic with the given partitions if it
 // does not exist, and returns its partition count.
 func (c *Cluster) ensureTopic(ctx context.Context, topic string, partitions int, configs ...kafka.ConfigEntry) (int, error) {
-	if n, err := c.Partitions(ctx, topic); err == nil && n > 0 {
-		return n, nil
-	}
 	entries := append([]kafka.ConfigEntry{
 		{ConfigName: "cleanup.policy", ConfigValue: "compact"},
 		{ConfigName: "max.message.bytes", ConfigValue: strconv.Itoa(2 * BlobChunk)},
 	}, configs...)
-	resp, err := c.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: partitions, ReplicationFactor: -1, ConfigEntries: entries,
-	}}})
-	if err != nil {
-		return 0, fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return 0, fmt.Errorf("create topic %s: %w", topic, err)
-	}
-	for i := 0; ; i++ { // metadata can lag the creation briefly
-		n, err := c.Partitions(ctx, topic)
-		if err == nil && n > 0 {
-			return n, nil
-		}
-		if i == 50 {
-			return 0, fmt.Errorf("topic %s created but not visible: %v", topic, err)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return c.createTopic(ctx, topic, partitions, entries)
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -106,10 +107,16 @@ func (c *Cluster) Committed(ctx context.Context, group, topic string, partitions
 	if err != nil {
 		return nil, fmt.Errorf("committed offsets of group %s on %s: %w", group, topic, err)
 	}
+	out := make(map[int]int64, len(partitions))
+	for _, p := range partitions {
+		out[p] = -1
+	}
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) { // a group that never committed (some brokers say so)
+		return out, nil
+	}
 	if resp.Error != nil {
 		return nil, fmt.Errorf("committed offsets of group %s on %s: %w", group, topic, resp.Error)
 	}
-	out := make(map[int]int64, len(partitions))
 	for _, po := range resp.Topics[topic] {
 		out[po.Partition] = po.CommittedOffset
 	}

@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -24,6 +28,10 @@ type GroupConfig struct {
 	SessionTimeout time.Duration
 	Dialer         *kafka.Dialer
 	Log            *slog.Logger
+	// Single gives every partition to one member of the group, the one
+	// that had them if it is still there (the others stand by): for a
+	// consumer that must see every partition at once.
+	Single bool
 }
 
 // Assignment is one topic-partition given to this instance in a generation.
@@ -59,7 +67,13 @@ func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context
 	if PlaintextPassword(cfg.Dialer) {
 		cfg.Log.Warn(config.PlainSASLWarning)
 	}
+	var balancers []kafka.GroupBalancer
+	single := &singleBalancer{}
+	if cfg.Single {
+		balancers = []kafka.GroupBalancer{single}
+	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		GroupBalancers:        balancers,
 		ID:                    cfg.Group,
 		Brokers:               cfg.Brokers,
 		Topics:                cfg.Topics,
@@ -108,6 +122,7 @@ func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context
 				g.Assignments = append(g.Assignments, Assignment{Topic: topic, Partition: p.ID, Committed: committed})
 			}
 		}
+		single.owner.Store(len(g.Assignments) > 0)
 		cfg.Log.Info("consumer group generation", "group", cfg.Group, "generation", gen.ID, "partitions", len(g.Assignments))
 		done := make(chan struct{})
 		gen.Start(func(genCtx context.Context) {
@@ -120,6 +135,42 @@ func RunGroup(ctx context.Context, cfg GroupConfig, run func(ctx context.Context
 		})
 		<-done
 	}
+}
+
+// singleBalancer assigns every partition to one member: the one that
+// says (in its user data) it had them, else the first by member id.
+type singleBalancer struct{ owner atomic.Bool }
+
+func (*singleBalancer) ProtocolName() string { return "tsrep-single" }
+
+func (b *singleBalancer) UserData() ([]byte, error) {
+	if b.owner.Load() {
+		return []byte{1}, nil
+	}
+	return []byte{0}, nil
+}
+
+func (*singleBalancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.Partition) kafka.GroupMemberAssignments {
+	out := kafka.GroupMemberAssignments{}
+	if len(members) == 0 {
+		return out
+	}
+	ms := slices.Clone(members)
+	slices.SortFunc(ms, func(a, b kafka.GroupMember) int { return strings.Compare(a.ID, b.ID) })
+	pick := ""
+	for _, m := range ms {
+		out[m.ID] = map[string][]int{}
+		if pick == "" && bytes.Equal(m.UserData, []byte{1}) {
+			pick = m.ID // the member that had the partitions keeps them
+		}
+	}
+	if pick == "" {
+		pick = ms[0].ID
+	}
+	for _, p := range partitions {
+		out[pick][p.Topic] = append(out[pick][p.Topic], p.ID)
+	}
+	return out
 }
 
 // StartKind says where a partition with no committed offset begins.

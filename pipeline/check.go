@@ -16,6 +16,7 @@ import (
 
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/repartition"
 	"github.com/tsrep/tsrep/sinks"
 )
 
@@ -49,12 +50,17 @@ func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check
 			add("kafka "+strings.Join(cfg.Kafka.Brokers, ","), err, "")
 		default:
 			add("kafka "+strings.Join(cfg.Kafka.Brokers, ","), nil, fmt.Sprintf("%d brokers", len(md.Brokers)))
+			topicsOK := true
 			for _, tp := range md.Topics {
 				if tp.Error != nil {
 					add("topic "+tp.Name, tp.Error, "")
+					topicsOK = false
 				} else {
 					add("topic "+tp.Name, nil, fmt.Sprintf("%d partitions", len(tp.Partitions)))
 				}
+			}
+			if topicsOK {
+				out = append(out, repartitionCheck(ctx, cfg))
 			}
 		}
 	}
@@ -180,4 +186,41 @@ func explainInflux(err error) error {
 		return fmt.Errorf("%w: check the environment variable named by influx.token_env", err)
 	}
 	return err
+}
+
+// repartitionCheck says what kafka.repartition would do now (without
+// waiting for data, creating or committing anything), and warns when the
+// input read directly is not keyed by series.
+func repartitionCheck(ctx context.Context, cfg config.Config) Check {
+	c := Check{What: "kafka.repartition = " + cfg.Kafka.Repartition}
+	cluster, err := ingest.NewCluster(cfg.Kafka)
+	if err != nil {
+		c.Err = err
+		return c
+	}
+	d, err := repartition.Decide(ctx, cluster, cfg, true, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		c.Err = err
+		return c
+	}
+	c.Note = "read the topics directly: " + d.Why
+	if d.Repartition {
+		c.Note = "repartition through " + cfg.RepartitionTopic() + " (group " + cfg.RepartitionGroup() + "): " + d.Why
+	}
+	if !d.Repartition {
+		r := d.Report
+		if r == nil {
+			s, err := repartition.Sample(ctx, cluster, cfg, repartition.SampleMessages)
+			if err == nil {
+				r = &s
+			}
+		}
+		if r != nil && r.Unkeyed() {
+			c.Warning = "the input is not keyed by series: " + r.String() + "; " + d.Why
+		}
+	}
+	if d.Warning != "" {
+		c.Warning = d.Warning
+	}
+	return c
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/repartition"
 	"github.com/tsrep/tsrep/sinks"
 )
 
@@ -73,7 +74,35 @@ func DropBucket(ctx context.Context, c config.Config, log *slog.Logger) error {
 
 // RunService connects the sink and the dead-letter writer, then runs the
 // pipeline until ctx ends (or, with UntilEnd, it is caught up) and drains.
+// kafka.repartition decides first whether the input is read directly or
+// repartitioned by series through the internal topic (see
+// runRepartitioned); either way the input is sampled now and then for
+// series found in more than one partition (tsrep_unkeyed_series).
 func RunService(ctx context.Context, cfg config.Config, o ServiceOptions) error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	cluster, err := ingest.NewCluster(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	d, ok := decide(ctx, cfg, o, cluster)
+	if !ok {
+		return nil
+	}
+	o.Log.Info("kafka.repartition", "repartition", d.Repartition, "why", d.Why)
+	if d.Warning != "" {
+		o.Log.Warn(d.Warning)
+	}
+	rm := repartition.NewMetrics(o.Registry)
+	dctx, stopDetect := context.WithCancel(ctx)
+	detected := make(chan struct{})
+	det := &repartition.Detector{Cluster: cluster, Config: cfg, Log: o.Log, Metrics: rm, Direct: !d.Repartition}
+	go func() { defer close(detected); det.Run(dctx, d.Report) }()
+	defer func() { stopDetect(); <-detected }()
+	if d.Repartition {
+		return runRepartitioned(ctx, cfg, o, rm)
+	}
 	p, closeAll, err := Connect(ctx, cfg, o)
 	if err != nil {
 		return err

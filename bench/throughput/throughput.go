@@ -1,11 +1,15 @@
 // Package throughput is tsrep's end-to-end speed benchmark: a topic on an
 // embedded broker is preloaded with line-protocol points, then, on the same
-// topic and in the same run, three processes consume it to the end and
+// topic and in the same run, four processes consume it to the end and
 // commit:
 //
 //	(a) a bare kafka-go consumer that fetches and discards: the ceiling
 //	(b) tsrep with learning off: decode, window, write training counts
 //	(c) tsrep in full: learning, forecasts, embeddings, the real InfluxDB sink
+//	(d) (c) with kafka.repartition = "always": the repartition stage writes
+//	    every point to the internal topic, then the learning pipeline reads
+//	    it (with --until-end one after the other; a live service runs them
+//	    side by side)
 //
 // Each is timed from its first partition assignment to its last commit and
 // measured for CPU seconds and peak RSS (from the child's rusage); (b)/(a)
@@ -24,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -87,6 +92,9 @@ type Phase struct {
 	// InfluxdCPUSeconds is the InfluxDB server's over the same time, if
 	// its process id was given (Options.InfluxdPID); else 0.
 	InfluxdCPUSeconds float64 `json:"influxd_cpu_seconds,omitempty"`
+	// RepartitionSeconds is, for (d), the part of Seconds the repartition
+	// stage took to write the whole input to the internal topic.
+	RepartitionSeconds float64 `json:"repartition_seconds,omitempty"`
 }
 
 // CoresBusy is the CPU time of the phase, the broker and the InfluxDB
@@ -104,6 +112,7 @@ type Result struct {
 	Phases     []Phase `json:"phases"`
 	RatioB     float64 `json:"ratio_b_a"`
 	RatioC     float64 `json:"ratio_c_a"`
+	RatioD     float64 `json:"ratio_d_a"`
 	Stages     []Stage `json:"stages,omitempty"`
 }
 
@@ -139,10 +148,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return []string{"bench", "consume", "--brokers", b.Addr(), "--topic", topic, "--group", "bench-a"}, nil, nil
 		}},
 		{"b", "tsrep, learning off (decode, window, Arrow, training counts to InfluxDB)", func() ([]string, *config.Config, error) {
-			return o.runArgs(b.Addr(), "bench-b", "none", "")
+			return o.runArgs(b.Addr(), "bench-b", "none", "", "off")
 		}},
 		{"c", "tsrep in full (" + o.Model + " learner, " + outputs + ", InfluxDB)", func() ([]string, *config.Config, error) {
-			return o.runArgs(b.Addr(), "bench-c", o.Model, o.CPUProfile)
+			return o.runArgs(b.Addr(), "bench-c", o.Model, o.CPUProfile, "off")
+		}},
+		{"d", "(c) with kafka.repartition = always (repartition stage, then learning from the internal topic)", func() ([]string, *config.Config, error) {
+			return o.runArgs(b.Addr(), "bench-d", o.Model, "", "always")
 		}},
 	}
 	for _, ph := range phases {
@@ -170,6 +182,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.RatioB = res.Phases[1].PointsPerSec / res.Phases[0].PointsPerSec
 	res.RatioC = res.Phases[2].PointsPerSec / res.Phases[0].PointsPerSec
+	res.RatioD = res.Phases[3].PointsPerSec / res.Phases[0].PointsPerSec
 	if o.CPUProfile != "" {
 		st, err := StageProfile(o.CPUProfile)
 		if err != nil {
@@ -180,8 +193,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-// runArgs writes the config of (b) or (c) and returns its command line.
-func (o Options) runArgs(brokerAddr, group, kind, cpuProfile string) ([]string, *config.Config, error) {
+// runArgs writes the config of (b), (c) or (d) and returns its command
+// line.
+func (o Options) runArgs(brokerAddr, group, kind, cpuProfile, repartition string) ([]string, *config.Config, error) {
 	c := config.Default()
 	if o.Config != "" {
 		var err error
@@ -193,6 +207,7 @@ func (o Options) runArgs(brokerAddr, group, kind, cpuProfile string) ([]string, 
 	c.Kafka.Topics = []string{topic}
 	c.Kafka.Group = group
 	c.Kafka.DeadLetterTopic = topic + "-dlq"
+	c.Kafka.Repartition = repartition
 	c.Window.IntervalText = "1s"
 	c.Window.Length, c.Window.Stride = o.Length, o.Stride
 	c.Window.MaxSeries = max(c.Window.MaxSeries, o.Series)
@@ -260,8 +275,17 @@ func (o Options) child(ctx context.Context, name string, args []string) (Phase, 
 	}
 	p.Seconds = float64(tm.LastCommit-tm.FirstAssigned) / 1e9
 	p.PeakRSSBytes = tm.PeakRSS
+	if m := stageDone.FindStringSubmatch(out.String()); m != nil {
+		if d, err := time.ParseDuration(m[1]); err == nil {
+			p.RepartitionSeconds = d.Seconds()
+		}
+	}
 	return p, nil
 }
+
+// stageDone is the log line of a --until-end run with repartitioning that
+// says how long the repartition stage took (from the service's start).
+var stageDone = regexp.MustCompile(`repartition stage caught up[^\n]*after=(\S+)`)
 
 // selfCPU is this process's CPU time so far, in seconds.
 func selfCPU() float64 {

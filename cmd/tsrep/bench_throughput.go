@@ -25,7 +25,7 @@ func newBenchThroughputCmd() *cobra.Command {
 	var influxURL string
 	cmd := &cobra.Command{
 		Use:   "throughput",
-		Short: "End-to-end speed: a bare consumer (a) vs tsrep with learning off (b) and in full (c), on one preloaded topic",
+		Short: "End-to-end speed: a bare consumer (a) vs tsrep with learning off (b), in full (c), and in full with kafka.repartition on (d), on one preloaded topic",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bin, err := os.Executable()
 			if err != nil {
@@ -107,7 +107,13 @@ func printThroughput(r *throughput.Result) {
 	tw.Flush()
 	fmt.Printf("(CPU s: the phase's process; broker CPU s: the embedded broker's, in this process; influxd CPU s: the\n" +
 		"InfluxDB server's, when its process id is known; each over the phase's run. cores busy: their sum per second.)\n")
-	fmt.Printf("\n(b)/(a) = %.2f, (c)/(a) = %.2f\n", r.RatioB, r.RatioC)
+	fmt.Printf("\n(b)/(a) = %.2f, (c)/(a) = %.2f, (d)/(a) = %.2f\n", r.RatioB, r.RatioC, r.RatioD)
+	for _, p := range r.Phases {
+		if p.RepartitionSeconds > 0 {
+			fmt.Printf("(%s): the repartition stage wrote the input to the internal topic in %.2fs (%.0f points/s), then the learning pipeline read it\n",
+				p.Name, p.RepartitionSeconds, float64(p.Points)/p.RepartitionSeconds)
+		}
+	}
 	if len(r.Stages) > 0 {
 		fmt.Printf("\nwhere (c)'s CPU time goes (CPU profile, by call stack):\n")
 		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
