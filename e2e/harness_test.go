@@ -77,6 +77,9 @@ func baseConfig(t *testing.T, brokerAddr, topic, group string, in testenv.Influx
 	c.Influx.BatchPoints = 2000
 	c.Influx.RetryMaxInterval = config.Duration{Duration: time.Second}
 	c.Pipeline.CheckpointDir = t.TempDir()
+	// Checkpoints in Kafka: instances that take over each other's
+	// partitions share no directory.
+	c.Pipeline.StateStore = "kafka"
 	c.Pipeline.CheckpointInterval = config.Duration{Duration: 300 * time.Millisecond}
 	c.Pipeline.ShutdownTimeout = config.Duration{Duration: 10 * time.Second}
 	c.HTTP.Listen = ""

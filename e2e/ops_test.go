@@ -80,6 +80,13 @@ func TestOperations(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	// The HTTP API is on the same listener.
+	if code, body := get(t, base+"/api/v1/series?limit=5"); code != 200 || !strings.Contains(body, `"series"`) {
+		t.Errorf("/api/v1/series: %d %s", code, body)
+	}
+	if code, _ := get(t, base+"/api/v1/similar?series=%27%3B%20DROP"); code != 400 && code != 404 {
+		t.Errorf("/api/v1/similar with a hostile series: %d, want 400 or 404", code)
+	}
 	if code, _ := get(t, base+"/debug/pprof/"); code == 200 {
 		t.Error("pprof is served although http.pprof is off")
 	}

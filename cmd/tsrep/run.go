@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/tsrep/tsrep/api"
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/pipeline"
 	"github.com/tsrep/tsrep/query"
@@ -88,7 +89,16 @@ func newRunCmd() *cobra.Command {
 			}
 			var tm pipeline.Timing
 			health := pipeline.NewHealth(reg, nil)
-			stopOps, err := startOps(cfg.HTTP, reg, health.Ready, log)
+			// The HTTP API reads what tsrep wrote, on the ops listener.
+			q, err := query.Open(query.Options{
+				URL: cfg.Influx.URL, Token: os.Getenv(cfg.Influx.TokenEnv), Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
+				Prefix: cfg.Influx.MeasurementPrefix, Language: query.Language(cfg.Influx.QueryLanguage), Timeout: cfg.Influx.Timeout.Duration,
+			})
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			stopOps, err := startOps(cfg.HTTP, reg, health.Ready, log, api.Handler(q, api.Options{Model: cfg.Model.Name, Log: log}))
 			if err != nil {
 				return err
 			}
@@ -128,13 +138,16 @@ func newLogger(c config.Log) *slog.Logger {
 // (ready says whether it is doing its job, and if not why), and
 // /debug/pprof/ if enabled, on http.listen; an empty address serves
 // nothing. The returned func stops it.
-func startOps(c config.HTTP, reg *prometheus.Registry, ready func() (bool, []string), log *slog.Logger) (func(), error) {
+func startOps(c config.HTTP, reg *prometheus.Registry, ready func() (bool, []string), log *slog.Logger, apiHandler http.Handler) (func(), error) {
 	addr := c.Listen
 	if addr == "" {
 		return func() {}, nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if apiHandler != nil {
+		mux.Handle(api.Prefix, apiHandler)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := ready()
