@@ -150,9 +150,16 @@ func TestInfluxOutage(t *testing.T) {
 	produce(ctx, t, c, msgs[:half])
 	p := startTsrep(t, nil, "run", "-c", writeConfig(t, c))
 	waitCaughtUp(ctx, t, c, p, 2*time.Minute)
+	readyz := "http://" + c.HTTP.Listen + "/readyz"
+	waitFor(t, 30*time.Second, "/readyz 200 before the outage", func() bool { code, _ := get(t, readyz); return code == 200 })
 
 	testenv.StopInflux(t)
 	outage := time.Now()
+	// /readyz is not latched (#13 item 6): it probes InfluxDB and says why.
+	waitFor(t, 20*time.Second, "/readyz to fail while InfluxDB is away", func() bool { code, _ := get(t, readyz); return code == 503 })
+	if _, body := get(t, readyz); !strings.Contains(strings.ToLower(body), "influx") {
+		t.Errorf("/readyz during the outage does not name InfluxDB: %q", body)
+	}
 	produce(ctx, t, c, msgs[half:]) // the stream goes on while InfluxDB is away
 	time.Sleep(5 * time.Second)     // commits already in flight settle
 	before, _ := offsets(ctx, t, c)
@@ -184,6 +191,7 @@ func TestInfluxOutage(t *testing.T) {
 	t.Logf("outage: %v failed writes, RSS %d → %d MiB, commits held at %v", errs, rss0>>20, rss1>>20, after)
 
 	waitCaughtUp(ctx, t, c, p, 2*time.Minute)
+	waitFor(t, 30*time.Second, "/readyz 200 after the outage", func() bool { code, _ := get(t, readyz); return code == 200 })
 	p.stop(t)
 	finish(t, c)
 	compare(t, "influx outage", want, points(ctx, t, db))

@@ -106,6 +106,9 @@ type Pipeline struct {
 	// each has written everything up to its end.
 	runMu   sync.Mutex
 	running map[partitionID]bool
+	// joined says a generation of the group has started here: before it,
+	// an instance does not know its partitions and is not done.
+	joined bool
 }
 
 // localDone reports whether every partition running here has written
@@ -113,6 +116,9 @@ type Pipeline struct {
 func (p *Pipeline) localDone() bool {
 	p.runMu.Lock()
 	defer p.runMu.Unlock()
+	if !p.joined {
+		return false
+	}
 	for _, done := range p.running {
 		if !done {
 			return false
@@ -129,9 +135,14 @@ func (p *Pipeline) track(id partitionID) func() {
 		return func() {}
 	}
 	p.running[id] = false
-	return func() {
-		p.runMu.Lock()
-		defer p.runMu.Unlock()
+	return func() { p.untrack(id) }
+}
+
+// untrack records that partition id no longer runs here.
+func (p *Pipeline) untrack(id partitionID) {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.running != nil {
 		delete(p.running, id)
 	}
 }
@@ -221,6 +232,7 @@ func SSLConfig(cfg config.Config) models.SSLConfig {
 	c.Dim, c.Hidden, c.TrainBatch = m.Dim, m.Hidden, m.TrainBatch
 	c.MaxSeries = cfg.Window.MaxSeries
 	c.LearningRate, c.Temperature = m.LearningRate, m.Temperature
+	c.WeightHier, c.WeightInstance = m.WeightHier, m.WeightContrast
 	c.ARLags = min(m.Order, cfg.Window.Length-2)
 	c.EmbedEvery, c.TrainEvery = m.EmbedEvery, m.TrainEvery
 	c.Multichannel = cfg.Window.Multichannel
@@ -366,12 +378,24 @@ func (p *Pipeline) runGeneration(gctx context.Context, g *ingest.Generation) err
 	})
 	defer stopTimer()
 
+	// With UntilEnd, every partition of the generation counts from now:
+	// one still restoring its state (its embeddings waiting for the
+	// group's encoder included) is not done.
+	p.runMu.Lock()
+	if p.running != nil {
+		p.joined = true
+		for _, a := range g.Assignments {
+			p.running[partitionID{a.Topic, a.Partition}] = false
+		}
+	}
+	p.runMu.Unlock()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(g.Assignments))
 	for _, a := range g.Assignments {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer p.untrack(partitionID{a.Topic, a.Partition})
 			if err := p.runPartition(gctx, dctx, g, a); err != nil {
 				errs <- fmt.Errorf("partition %s/%d: %w", a.Topic, a.Partition, err)
 			}

@@ -124,6 +124,11 @@ func (s *learnStage) learnItem(ctx context.Context, it *item) error {
 			s.env.m.Deferred.WithLabelValues(s.id.labels()...).Set(float64(pl.Deferred()))
 		}
 	}
+	if it.final {
+		if pl, ok := s.learner.(models.Polling); ok && pl.Deferred() > 0 {
+			s.env.log(s.id).Info("windows waiting for the group's encoder version are kept in the checkpoint, and written once the version comes", "windows", pl.Deferred())
+		}
+	}
 	if s.enc.Lines() < s.env.cfg.Influx.BatchPoints && it.snapshot == nil && len(it.dls) == 0 && !it.final && len(s.in) > 0 {
 		return nil
 	}
