@@ -358,6 +358,23 @@ func (l *SSL) Poll(ctx context.Context) (*Output, error) {
 	return &l.out, nil
 }
 
+// CatchUp waits for the group's versions of every epoch the learner has
+// windows waiting for, then embeds and learns from them, as Idle does
+// first, but without going idle. It is for a caller that changes what the
+// learner does at a point of its input (SetTraining): the windows before
+// that point are then done as they would have been without waiting.
+func (l *SSL) CatchUp(ctx context.Context) (*Output, error) {
+	if l.cfg.Sync == nil {
+		return nil, nil
+	}
+	l.out.reset(0)
+	l.out.Late = l.out.Late[:0]
+	if err := l.catchUp(ctx, true); err != nil {
+		return nil, err
+	}
+	return &l.out, nil
+}
+
 // Deferred is the number of windows waiting for their encoder version.
 func (l *SSL) Deferred() int { return len(l.queue) }
 
@@ -725,7 +742,6 @@ func InitialEncoder(c SSLConfig) ([]float64, error) {
 	}
 	return l.EncoderParams(), nil
 }
-
 
 // closeVersion is the encoding version of a Close record.
 const closeVersion = 1

@@ -223,9 +223,9 @@ func (c *SSLConfig) Validate() error {
 // window's column independent of the others; optimiser steps run on
 // TrainBatch windows as they come).
 type SSL struct {
-	cfg SSLConfig
-	mix mixConfig
-	enc *sslEncoder
+	cfg    SSLConfig
+	mix    mixConfig
+	enc    *sslEncoder
 	pcg    *rand.PCG
 	rng    *rand.Rand
 	encPCG *rand.PCG
@@ -253,7 +253,7 @@ type SSL struct {
 	target int64
 	want   int64
 	queue  []deferred
-	delta   []float64
+	delta  []float64
 	// loss sums the prequential losses of the windows in the training
 	// buffer: their forecasts' and their imputation objective's squared
 	// errors (normalised units).
@@ -350,9 +350,9 @@ type sslWork struct {
 	// error, its group's imputation objective's): reported with the
 	// optimiser step that learns from the row.
 	rowLoss []lossAcc
-	hidI  []float64
-	grpZ  [][]float64
-	grpI  [][]float64
+	hidI    []float64
+	grpZ    [][]float64
+	grpI    [][]float64
 }
 
 // Step implements Learner.

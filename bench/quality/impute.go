@@ -24,6 +24,10 @@ type ImputeOptions struct {
 	// Ratios are the shares of test points hidden, one run each.
 	Ratios   []float64
 	MaskSeed uint64
+	// Seeds is the number of times the learner runs, with seeds
+	// Model.Seed, Model.Seed+1, ...; its figures are the mean over them
+	// (0 means 1). The masks are the same at every seed.
+	Seeds int
 }
 
 // ImputeRatio is the outcome at one masking ratio.
@@ -64,8 +68,35 @@ var publishedImpute = map[string]map[float64][2]float64{
 // the test rows is imputed. A hidden point is scored in the window that
 // writes it (its middle slot, as the learner writes each gap once); linear
 // interpolation and last-observation-carried-forward within that same
-// window are the baselines, scored on the same points.
+// window are the baselines, scored on the same points. With several seeds
+// the whole protocol runs once per seed and the learner's figure at each
+// ratio is the mean.
 func RunImpute(o ImputeOptions) (*ImputeResult, error) {
+	t0 := time.Now()
+	var res *ImputeResult
+	perSeed := map[int][]Figure{}
+	for s := range max(o.Seeds, 1) {
+		oSeed := o
+		oSeed.Model.Seed = o.Model.Seed + uint64(s)
+		r, err := runImpute(oSeed)
+		if err != nil {
+			return nil, fmt.Errorf("seed %d: %w", oSeed.Model.Seed, err)
+		}
+		if s == 0 {
+			res = r
+		}
+		for i, ir := range r.Ratios {
+			perSeed[i] = append(perSeed[i], ir.Figures[0])
+		}
+	}
+	for i := range res.Ratios {
+		res.Ratios[i].Figures[0] = seedFigure(res.Ratios[i].Figures[0], perSeed[i])
+	}
+	res.Seconds = since(t0)
+	return res, nil
+}
+
+func runImpute(o ImputeOptions) (*ImputeResult, error) {
 	t0 := time.Now()
 	if err := o.check(); err != nil {
 		return nil, err
@@ -202,7 +233,7 @@ func RunImpute(o ImputeOptions) (*ImputeResult, error) {
 			}
 		}
 		res.Ratios = append(res.Ratios, ir)
-		o.logf("impute: ratio %v done, %.0fs", ratio, time.Since(t0).Seconds())
+		o.logf("impute: seed %d: ratio %v done, %.0fs", o.Model.Seed, ratio, time.Since(t0).Seconds())
 	}
 	res.Seconds = since(t0)
 	return res, nil
@@ -269,12 +300,17 @@ func (r *ImputeResult) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "impute %s: %d channels, rows train %d / val %d / test %d, window %d, %d epoch(s), %d train steps, %.1fs\n",
 		r.Data, len(r.Columns), r.Split.Train, r.Split.Val, r.Split.Test, r.Length, r.Epochs, r.Steps, r.Seconds)
 	fmt.Fprintf(w, "protocol: %s\n\n", r.Protocol)
-	t := table{head: []string{"ratio", "method", "kind", "MSE", "MAE", "points"}}
+	t := table{head: []string{"ratio", "method", "kind", "MSE", "MAE", "points", "MSE over seeds"}}
+	var learner, linear float64
 	for _, ir := range r.Ratios {
 		for _, f := range ir.Figures {
-			t.add(fmt.Sprintf("%.1f%%", 100*ir.Ratio), f.Method, f.Kind, num(f.MSE), num(f.MAE), count(f.N))
+			t.add(fmt.Sprintf("%.1f%%", 100*ir.Ratio), f.Method, f.Kind, num(f.MSE), num(f.MAE), count(f.N), f.Seeds.String())
 		}
+		learner += ir.Figures[0].MSE / float64(len(r.Ratios))
+		linear += ir.Figures[1].MSE / float64(len(r.Ratios))
 	}
+	t.add("mean", r.Ratios[0].Figures[0].Method, "learner", num(learner), "", "", "")
+	t.add("mean", r.Ratios[0].Figures[1].Method, "baseline", num(linear), "", "", "")
 	if err := t.write(w); err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ func TestPool(t *testing.T) {
 func TestRunForecast(t *testing.T) {
 	o := ForecastOptions{
 		Common: small(), Path: etth1, Train: "200", Val: "50", Test: "150", Length: 24,
-		AROrder: 8, ARForgetting: 0.999,
+		AROrder: 8, ARForgetting: []float64{0.99, 0.999}, Seeds: 2,
 	}
 	res, err := RunForecast(o)
 	if err != nil {
@@ -141,6 +141,22 @@ func TestRunForecast(t *testing.T) {
 	l := byName["ssl"]
 	if l.N != naive.n || !(l.MSE > 0) || math.IsInf(l.MSE, 0) {
 		t.Fatalf("learner figure %+v", l)
+	}
+	// Two seeds: the learner's figure is their mean; four RLS baselines.
+	if l.Seeds == nil || len(l.Seeds.PerSeed) != 2 || math.Abs(l.MSE-(l.Seeds.PerSeed[0]+l.Seeds.PerSeed[1])/2) > 1e-12 {
+		t.Fatalf("learner over seeds %+v", l.Seeds)
+	}
+	rls := 0
+	for _, f := range res.Figures {
+		if strings.HasPrefix(f.Method, "RLS") {
+			rls++
+			if res.LearnerOverBestRLS*f.MSE < l.MSE-1e-12 {
+				t.Errorf("%s MSE %.4f below the best RLS baseline's", f.Method, f.MSE)
+			}
+		}
+	}
+	if rls != 4 || res.BestRLS == "" {
+		t.Fatalf("%d RLS baselines, best %q", rls, res.BestRLS)
 	}
 	// The learner's linear path beats repeating the last value even here.
 	if !(l.MSE < got.MSE) {
@@ -290,5 +306,34 @@ func TestRunRepr(t *testing.T) {
 	pair, err := UCRArgs([]string{ucr + "Coffee/Coffee_TRAIN.tsv", ucr + "Coffee/Coffee_TEST.tsv"})
 	if err != nil || len(pair) != 1 || pair[0].Name != "Coffee" {
 		t.Fatalf("file pair: %+v, %v", pair, err)
+	}
+}
+
+// TestRunReprPartitions: with the learning split over partitions that
+// share their encoder (--partitions), every train window is still learnt
+// from (the optimiser steps match one learner's, up to the partitions'
+// partly filled last batches), and two runs give the same figures: the
+// merge is a function of the data, not of goroutine timing.
+func TestRunReprPartitions(t *testing.T) {
+	sets, err := UCRArgs([]string{ucr + "ItalyPowerDemand"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(parts int) ReprSet {
+		o := ReprOptions{Common: small(), Length: 12, Stride: 3, Pyramid: 2, MinSteps: 10, Partitions: parts}
+		res, err := RunRepr(o, sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Sets[0]
+	}
+	one, a, b := run(1), run(3), run(3)
+	if a.Steps+3 < one.Steps || a.Steps > one.Steps {
+		t.Fatalf("%d optimiser steps over 3 partitions, %d in one learner", a.Steps, one.Steps)
+	}
+	for i := range a.Figures {
+		if a.Figures[i].Kind == "learner" && a.Figures[i].Accuracy != b.Figures[i].Accuracy {
+			t.Fatalf("%s: %.4f then %.4f", a.Figures[i].Method, a.Figures[i].Accuracy, b.Figures[i].Accuracy)
+		}
 	}
 }

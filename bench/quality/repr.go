@@ -78,6 +78,10 @@ type ReprOptions struct {
 	// with seeds Model.Seed, Model.Seed+1, ...; its figures are the mean
 	// over them (0 means 1). Baselines run once.
 	Seeds int
+	// Partitions splits the learning over this many partition learners
+	// sharing one encoder, as a consumer group's partitions do (see
+	// repr_shared.go); 0 or 1: one learner.
+	Partitions int
 	// MiniRocketSeed seeds MiniRocket's choice of series for its biases.
 	MiniRocketSeed uint64
 	// Anchors is a CSV of published accuracies (see ReadAnchors); empty:
@@ -428,6 +432,11 @@ func embedReprSet(o ReprOptions, train, test *dataset.UCR) (*reprEmbedding, erro
 	mcfg := o.Model
 	mcfg.Length, mcfg.Stride = L, o.Stride
 	mcfg.ARLags = min(mcfg.ARLags, L-2)
+	// The protocol, not the model: learn from every window of the train
+	// series and embed every window for pooling (a deployed learner
+	// subsamples both for cost on an endless stream; a UCR set is small).
+	mcfg.TrainEvery, mcfg.EmbedEvery = 1, 1
+	mcfg.ImputeTrainPoints = 0 // imputation plays no part here
 	nSeries := max(len(train.Series), len(test.Series))
 	mcfg.MaxSeries = max(mcfg.MaxSeries, mcfg.TrainBatch, nSeries)
 	ssl, err := models.NewSSL(mcfg)
@@ -444,6 +453,9 @@ func embedReprSet(o ReprOptions, train, test *dataset.UCR) (*reprEmbedding, erro
 	epochs := o.Epochs
 	if perEpoch > 0 {
 		epochs = max(epochs, (o.MinSteps*mcfg.TrainBatch+perEpoch-1)/perEpoch)
+	}
+	if o.Partitions > 1 {
+		return embedShared(o, train, test, mcfg, L, nSeries, epochs)
 	}
 	for ep := 0; ep < epochs; ep++ {
 		if _, err := feedUCR(o, ssl, train, fmt.Sprintf("train%d", ep), L, nSeries); err != nil {

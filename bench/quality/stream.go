@@ -337,6 +337,17 @@ type Figure struct {
 	MAE    float64 `json:"mae,omitempty"`
 	N      int     `json:"n,omitempty"` // points scored
 	Note   string  `json:"note,omitempty"`
+	// Seeds is, for a learner run at several seeds, the MSE at each.
+	Seeds *MSESpread `json:"over_seeds,omitempty"`
+}
+
+// MSESpread is an MSE at each seed, in seed order, and its range and
+// sample standard deviation.
+type MSESpread struct {
+	PerSeed []float64 `json:"mse_per_seed"`
+	Min     float64   `json:"mse_min"`
+	Max     float64   `json:"mse_max"`
+	Std     float64   `json:"mse_std"`
 }
 
 func fig(method, kind string, a acc) Figure {

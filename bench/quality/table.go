@@ -48,9 +48,21 @@ func (r *ForecastResult) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "forecast %s: %d channels, rows train %d / val %d / test %d, window %d, %d epoch(s), %d train steps, %.1fs\n",
 		r.Data, len(r.Columns), r.Split.Train, r.Split.Val, r.Split.Test, r.Length, r.Epochs, r.Steps, r.Seconds)
 	fmt.Fprintf(w, "protocol: %s\n\n", r.Protocol)
-	t := table{head: []string{"method", "kind", "MSE", "MAE", "points"}}
+	t := table{head: []string{"method", "kind", "MSE", "MAE", "points", "MSE over seeds"}}
 	for _, f := range r.Figures {
-		t.add(f.Method, f.Kind, num(f.MSE), num(f.MAE), count(f.N))
+		t.add(f.Method, f.Kind, num(f.MSE), num(f.MAE), count(f.N), f.Seeds.String())
 	}
-	return t.write(w)
+	if err := t.write(w); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nlearner MSE / best RLS baseline (%s) = %.3f\n", r.BestRLS, r.LearnerOverBestRLS)
+	return err
+}
+
+// String prints the spread as "min–max (std s, n seeds)"; empty for nil.
+func (s *MSESpread) String() string {
+	if s == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.4f–%.4f (std %.4f, %d seeds)", s.Min, s.Max, s.Std, len(s.PerSeed))
 }

@@ -47,11 +47,10 @@ type modelFlags struct {
 	json      bool
 }
 
-func (m *modelFlags) bind(cmd *cobra.Command, epochs, dim int) {
+func (m *modelFlags) bind(cmd *cobra.Command, epochs int) {
 	// The deployed learner (config.toml's defaults), which the flags
 	// below and --config override.
 	m.cfg = pipeline.SSLConfig(config.Default())
-	_ = dim
 	f := cmd.Flags()
 	f.StringVar(&m.config, "config", "", "take the learner's settings from this config file's [model] and [window] sections (default: config.toml's built-in defaults, the deployed learner)")
 	f.IntVar(&m.cfg.Dim, "dim", m.cfg.Dim, "embedding size")
@@ -108,15 +107,16 @@ func newBenchForecastCmd() *cobra.Command {
 			return mf.print(cmd, res)
 		},
 	}
-	mf.bind(cmd, 3, 64)
+	mf.bind(cmd, 3)
 	f := cmd.Flags()
 	csvFlags(cmd, &o.CSV)
 	f.StringVar(&o.Train, "train", "2880", "training rows (count, or a fraction below 1)")
 	f.StringVar(&o.Val, "val", "720", "validation rows: learnt from, not scored")
 	f.StringVar(&o.Test, "test", "10800", "test rows: each predicted, scored, then learnt from")
-	f.IntVar(&o.Length, "length", 96, "window length")
-	f.IntVar(&o.AROrder, "ar-order", 60, "order of the RLS AR baseline")
-	f.Float64Var(&o.ARForgetting, "ar-forgetting", 0.999, "forgetting factor of the RLS AR baseline")
+	f.IntVar(&o.Length, "length", config.Default().Window.Length, "window length (default: the deployed window.length)")
+	f.IntVar(&o.AROrder, "ar-order", 60, "order of the RLS AR baselines (capped at the window length - 2)")
+	f.Float64SliceVar(&o.ARForgetting, "ar-forgetting", []float64{0.99, 0.999, 0.9999}, "forgetting factors of the RLS AR baselines, one baseline of each kind per factor")
+	f.IntVar(&o.Seeds, "seeds", 1, "run the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
 	return cmd
 }
 
@@ -142,7 +142,7 @@ func newBenchImputeCmd() *cobra.Command {
 			return mf.print(cmd, res)
 		},
 	}
-	mf.bind(cmd, 1, 64)
+	mf.bind(cmd, 1)
 	f := cmd.Flags()
 	csvFlags(cmd, &o.CSV)
 	f.StringVar(&o.Train, "train", "8640", "training rows (count, or a fraction below 1)")
@@ -151,6 +151,7 @@ func newBenchImputeCmd() *cobra.Command {
 	f.IntVar(&o.Length, "length", 96, "window length")
 	f.Float64SliceVar(&o.Ratios, "ratios", []float64{0.125, 0.25, 0.375, 0.5}, "shares of points hidden")
 	f.Uint64Var(&o.MaskSeed, "mask-seed", 2024, "seed of the hidden points")
+	f.IntVar(&o.Seeds, "seeds", 1, "run the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
 	return cmd
 }
 
@@ -180,13 +181,17 @@ func newBenchReprCmd() *cobra.Command {
 			return mf.print(cmd, res)
 		},
 	}
-	mf.bind(cmd, 20, 128)
+	// The deployed learner (config.toml's [model], window.length) under the
+	// protocol's budget: a window every 4 points, one pass over the train
+	// series, and more passes over a small set up to 100 optimiser steps.
+	mf.bind(cmd, 1)
 	f := cmd.Flags()
-	f.IntVar(&o.Length, "length", 32, "window length (capped at the shortest series)")
-	f.IntVar(&o.Stride, "stride", 2, "window stride")
-	f.IntVar(&o.MinSteps, "min-steps", 300, "more passes over small train sets, up to this many optimiser steps")
+	f.IntVar(&o.Length, "length", config.Default().Window.Length, "window length (capped at the shortest series; default: the deployed window.length)")
+	f.IntVar(&o.Stride, "stride", 4, "window stride")
+	f.IntVar(&o.MinSteps, "min-steps", 100, "more passes over small train sets, up to this many optimiser steps")
 	f.IntVar(&o.Pyramid, "pyramid", 4, "levels of the temporal pooling pyramid (1: mean and max over the series)")
 	f.IntVar(&o.Seeds, "seeds", 1, "train and evaluate the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
+	f.IntVar(&o.Partitions, "partitions", 1, "learn over this many partition learners sharing one encoder, merged every epoch as a consumer group's partitions are (each series in the partition its id hashes to)")
 	f.Uint64Var(&o.MiniRocketSeed, "minirocket-seed", 1, "seed of MiniRocket's biases")
 	f.StringVar(&o.Anchors, "anchors", "", "CSV of published accuracies (default: ANCHORS.csv in the folder holding the set folders, if there)")
 	return cmd
