@@ -6,6 +6,7 @@
 package cardinality
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"runtime"
@@ -17,6 +18,9 @@ import (
 
 	"github.com/tsrep/tsrep/bench/throughput"
 	"github.com/tsrep/tsrep/config"
+	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/internal/binenc"
+	"github.com/tsrep/tsrep/internal/broker"
 	"github.com/tsrep/tsrep/models"
 	"github.com/tsrep/tsrep/pipeline"
 	"github.com/tsrep/tsrep/sinks"
@@ -36,11 +40,31 @@ type Result struct {
 	Seconds       float64 `json:"seconds"`
 	// Components: retained heap per series of each stage's state.
 	Windowing, Learner, Scorer, Encoder float64
+	// Restore, if measured: the partition's state (windows, learner,
+	// outstanding forecasts) as a checkpoint body, saved to and restored
+	// from the Kafka state store (pipeline.state_store = "kafka") on an
+	// embedded broker.
+	Restore *Restore `json:"restore,omitempty"`
+}
+
+// Restore is the cost of a partition's state in the Kafka state store.
+type Restore struct {
+	StateBytes int `json:"state_bytes"`
+	// EncodeSeconds serialises the state; SaveSeconds writes it to the
+	// state topic (chunks, then the manifest).
+	EncodeSeconds float64 `json:"encode_seconds"`
+	SaveSeconds   float64 `json:"save_seconds"`
+	// LoadSeconds reads it back (a fresh store, as a new owner of the
+	// partition does); DecodeSeconds rebuilds windowing, learner and
+	// scorer from it. Their sum is what a rebalance or restart waits.
+	LoadSeconds   float64 `json:"load_seconds"`
+	DecodeSeconds float64 `json:"decode_seconds"`
 }
 
 // Run drives series through cfg's windowing and learner for steps points
-// each (interleaved, one point per series per step).
-func Run(cfg config.Config, series, steps int) (*Result, error) {
+// each (interleaved, one point per series per step). With restore it also
+// measures saving the state to the Kafka state store and restoring it.
+func Run(cfg config.Config, series, steps int, restore bool) (*Result, error) {
 	t0 := time.Now()
 	cfg.Window.MaxSeries = max(cfg.Window.MaxSeries, series)
 	cfg.Window.IntervalText = "1s"
@@ -106,6 +130,13 @@ func Run(cfg config.Config, series, steps int) (*Result, error) {
 		return nil, stepErr
 	}
 	total := heap() - base - keyBytes
+	if restore {
+		r, err := measureRestore(cfg, win, learner, preq)
+		if err != nil {
+			return nil, err
+		}
+		res.Restore = r
+	}
 	res.HeapBytes = total
 	res.BytesPerSerie = float64(total) / float64(series)
 	// Per component: drop each stage's state in turn and see what is freed.
@@ -125,4 +156,78 @@ func Run(cfg config.Config, series, steps int) (*Result, error) {
 	res.Seconds = time.Since(t0).Seconds()
 	runtime.KeepAlive(keys)
 	return res, nil
+}
+
+// measureRestore writes the state as a checkpoint does, saves it to a
+// Kafka state store on an embedded broker, and restores it into a fresh
+// windower, learner and scorer.
+func measureRestore(cfg config.Config, win *windowing.Windower, learner models.Learner, preq *models.Prequential) (*Restore, error) {
+	r := &Restore{}
+	t0 := time.Now()
+	var ww binenc.Writer
+	win.AppendState(&ww)
+	var w binenc.Writer
+	w.Bytes(ww.B)
+	learner.AppendState(&w)
+	preq.AppendState(&w)
+	body := w.B
+	r.StateBytes = len(body)
+	r.EncodeSeconds = time.Since(t0).Seconds()
+
+	b, err := broker.Start(broker.Options{Partitions: 1})
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	kc := cfg.Kafka
+	kc.Brokers = []string{b.Addr()}
+	c, err := ingest.NewCluster(kc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	store, err := c.StateStore(ctx, "bench-state", 1)
+	if err != nil {
+		return nil, err
+	}
+	t0 = time.Now()
+	if err := store.Save(ctx, "metrics", 0, body); err != nil {
+		return nil, err
+	}
+	r.SaveSeconds = time.Since(t0).Seconds()
+
+	fresh, err := c.StateStore(ctx, "bench-state", 1)
+	if err != nil {
+		return nil, err
+	}
+	t0 = time.Now()
+	got, ok, err := fresh.Load(ctx, "metrics", 0)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("restore: found %v, %v", ok, err)
+	}
+	r.LoadSeconds = time.Since(t0).Seconds()
+
+	t0 = time.Now()
+	rd := binenc.NewReader(got)
+	win2 := windowing.New(windowing.Config{
+		Interval: cfg.Window.Interval.Duration, Length: cfg.Window.Length, Stride: cfg.Window.Stride,
+		MinObserved: cfg.Window.MinObserved, BatchSize: cfg.Window.BatchSize, MaxSeries: cfg.Window.MaxSeries,
+	}, memory.NewGoAllocator(), func(rec arrow.RecordBatch) { rec.Release() })
+	defer win2.Close()
+	if err := win2.LoadState(binenc.NewReader(rd.Bytes(0))); err != nil {
+		return nil, fmt.Errorf("restore windows: %w", err)
+	}
+	l2, err := pipeline.NewLearner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := l2.LoadState(rd); err != nil {
+		return nil, fmt.Errorf("restore learner: %w", err)
+	}
+	if err := models.NewPrequential(cfg.Window.MaxSeries).LoadState(rd); err != nil {
+		return nil, fmt.Errorf("restore scorer: %w", err)
+	}
+	r.DecodeSeconds = time.Since(t0).Seconds()
+	return r, nil
 }

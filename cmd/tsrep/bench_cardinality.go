@@ -16,7 +16,7 @@ func init() { benchSubcommands = append(benchSubcommands, newBenchCardinalityCmd
 func newBenchCardinalityCmd() *cobra.Command {
 	var cfgPath string
 	var series, steps int
-	var asJSON bool
+	var asJSON, restore bool
 	cmd := &cobra.Command{
 		Use:   "cardinality",
 		Short: "Bytes of state per series and peak RSS with many series (windowing, learner, scorer, encoder of one partition)",
@@ -31,7 +31,7 @@ func newBenchCardinalityCmd() *cobra.Command {
 			if steps == 0 {
 				steps = cfg.Window.Length + 2*cfg.Window.Stride
 			}
-			r, err := cardinality.Run(cfg, series, steps)
+			r, err := cardinality.Run(cfg, series, steps, restore)
 			if err != nil {
 				return err
 			}
@@ -45,6 +45,10 @@ func newBenchCardinalityCmd() *cobra.Command {
 			fmt.Printf("retained heap %.0f MiB = %.0f bytes per series (windowing %.0f, learner %.0f, forecast scorer %.0f, encoder tag cache %.0f)\n",
 				float64(r.HeapBytes)/(1<<20), r.BytesPerSerie, r.Windowing, r.Learner, r.Scorer, r.Encoder)
 			fmt.Printf("peak RSS %.0f MiB\n", float64(r.PeakRSSBytes)/(1<<20))
+			if rs := r.Restore; rs != nil {
+				fmt.Printf("state in the Kafka store: %.1f MiB; encode %.2fs, save %.2fs; restore: load %.2fs + decode %.2fs = %.2fs\n",
+					float64(rs.StateBytes)/(1<<20), rs.EncodeSeconds, rs.SaveSeconds, rs.LoadSeconds, rs.DecodeSeconds, rs.LoadSeconds+rs.DecodeSeconds)
+			}
 			return nil
 		},
 	}
@@ -52,5 +56,6 @@ func newBenchCardinalityCmd() *cobra.Command {
 	cmd.Flags().IntVar(&series, "series", 100_000, "series to drive")
 	cmd.Flags().IntVar(&steps, "steps", 0, "points per series (default: window length + 2 strides)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().BoolVar(&restore, "restore", true, "also save the partition's state to the Kafka state store on an embedded broker and time restoring it")
 	return cmd
 }
