@@ -180,9 +180,12 @@ type Model struct {
 	LearningRate float64 `toml:"learning_rate"`
 	// Temperature of the InfoNCE loss (ssl).
 	Temperature float64 `toml:"temperature"`
-	// Weights of the three objectives in the summed loss (ssl).
-	WeightForecast float64 `toml:"weight_forecast"`
-	WeightImpute   float64 `toml:"weight_impute"`
+	// Weights of the encoder's two contrastive losses (ssl): TS2Vec's
+	// hierarchical loss on the per-timestep representations of two crops,
+	// and the instance-level InfoNCE on their pooled embeddings. (The
+	// forecast and imputation models are per series, fitted in closed
+	// form: they have no loss weight.) At least one must be > 0.
+	WeightHier     float64 `toml:"weight_hier"`
 	WeightContrast float64 `toml:"weight_contrast"`
 	// EmbedEvery writes a series' embedding every this many windows (ssl):
 	// embeddings are most of what the sink writes.
@@ -377,7 +380,7 @@ func Default() Config {
 			MinObserved:   0.5,
 			BatchSize:     256,
 			FlushInterval: Duration{time.Second},
-			MaxSeries:     100000,
+			MaxSeries:     20000,
 			SeriesPolicy:  "evict_lru",
 			LatePolicy:    "drop",
 		},
@@ -390,11 +393,10 @@ func Default() Config {
 			Dim:            32,
 			Hidden:         32,
 			TrainBatch:     128,
-			LearningRate:   1e-3,
+			LearningRate:   3e-3,
 			Temperature:    0.2,
-			WeightForecast: 1,
-			WeightImpute:   1,
-			WeightContrast: 0.1,
+			WeightHier:     1,
+			WeightContrast: 0.5,
 			EmbedEvery:     16,
 			TrainEvery:     8,
 			Epoch:          Duration{24 * time.Hour},
@@ -583,8 +585,8 @@ func (c *Config) Validate() error {
 		if !(m.LearningRate > 0) || !(m.Temperature > 0) {
 			bad("model.learning_rate and model.temperature must be > 0")
 		}
-		if m.WeightForecast < 0 || m.WeightImpute < 0 || m.WeightContrast < 0 {
-			bad("model.weight_*: must be >= 0")
+		if m.WeightHier < 0 || m.WeightContrast < 0 || m.WeightHier+m.WeightContrast == 0 {
+			bad("model.weight_hier and model.weight_contrast: must be >= 0, one of them > 0")
 		}
 		if m.EmbedEvery < 1 {
 			bad("model.embed_every: must be >= 1")

@@ -32,7 +32,7 @@ func newDemoCmd() *cobra.Command {
 	var stride int
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the whole path once: embedded broker, bundled ETTh1, the pipeline into InfluxDB, then a Flux query of what was learned",
+		Short: "Run the whole path once: embedded broker, bundled ETTh1, the pipeline into InfluxDB, then queries of what was learned (InfluxQL by default)",
 		Long: `demo starts an embedded broker, produces --data to it, runs the
 configuration until it has caught up, and reads back what was learned. Its
 kafka settings, influx.bucket and pipeline.checkpoint_dir are the demo's;
