@@ -160,12 +160,20 @@ func (b *pointBuilder) sortTags() {
 		return
 	}
 	slices.SortFunc(b.tagOff, func(x, y span) int {
+		if countTagCompare != nil {
+			countTagCompare()
+		}
 		if c := bytes.Compare(scr[x.k0:x.k1], scr[y.k0:y.k1]); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.k0, y.k0)
 	})
 }
+
+// countTagCompare, if set (by tests), is called for every comparison of
+// the tag sort: the work of a point's decoding is asserted by count, not
+// by time.
+var countTagCompare func()
 
 // pointBuilder collects one point's tags and fields into reused storage.
 // Names are copied into scratch because decoders may reuse their own
