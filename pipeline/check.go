@@ -16,6 +16,7 @@ import (
 
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
+	"github.com/tsrep/tsrep/query"
 	"github.com/tsrep/tsrep/repartition"
 	"github.com/tsrep/tsrep/sinks"
 )
@@ -77,14 +78,7 @@ func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check
 			v = *h.Version
 		}
 		add(influxWhat, nil, "version "+v)
-		flux := fmt.Sprintf("from(bucket: %q) |> range(start: -1m) |> limit(n: 1)", ic.Bucket)
-		res, err := client.QueryAPI(ic.Org).Query(ctx, flux)
-		if err == nil {
-			for res.Next() {
-			}
-			err = res.Err()
-			res.Close()
-		}
+		err := readBucket(ctx, cfg, client, ic)
 		switch {
 		case err == nil:
 			add("bucket "+ic.Bucket, nil, "readable")
@@ -99,6 +93,10 @@ func Preflight(ctx context.Context, cfg config.Config, log *slog.Logger) []Check
 		}
 	}
 
+	if cfg.Pipeline.StateStore == "kafka" {
+		add("state_store kafka", nil, "topic "+cfg.StateTopicName()+" (created, compacted, if missing)")
+		return out
+	}
 	dir := filepath.Join(cfg.Pipeline.CheckpointDir, PathElement(cfg.Kafka.Group)) // as NewDirStore names it
 	note, err := checkDirWritable(dir)
 	add("checkpoint_dir "+dir, err, note)
@@ -168,6 +166,33 @@ func redactURLErr(err error, raw string) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), pass, "xxxxx"))
+}
+
+// readBucket reads the bucket the way tsrep reads its output back
+// (influx.query_language): an InfluxQL count on /query, or a Flux range.
+func readBucket(ctx context.Context, cfg config.Config, client influxdb2.Client, ic sinks.InfluxConfig) error {
+	if cfg.Influx.QueryLanguage != "flux" {
+		q, err := query.Open(query.Options{
+			URL: ic.URL, Token: ic.Token, Org: ic.Org, Bucket: ic.Bucket,
+			Prefix: cfg.Influx.MeasurementPrefix, Language: query.InfluxQL, Timeout: cfg.Influx.Timeout.Duration,
+		})
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+		_, err = q.EmbeddingCount(ctx, cfg.Model.Name)
+		return err
+	}
+	flux := fmt.Sprintf("from(bucket: %q) |> range(start: -1m) |> limit(n: 1)", ic.Bucket)
+	res, err := client.QueryAPI(ic.Org).Query(ctx, flux)
+	if err != nil {
+		return err
+	}
+	for res.Next() {
+	}
+	err = res.Err()
+	res.Close()
+	return err
 }
 
 // bucketMissing says whether err, from reading the bucket, means that it
