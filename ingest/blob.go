@@ -187,18 +187,6 @@ func (t *blobTopic) fetch(ctx context.Context, part int, from, end int64, fn fun
 	return nil
 }
 
-// at reads the record at offset off (nil if compaction removed it).
-func (t *blobTopic) at(ctx context.Context, part int, off int64) (*record, error) {
-	var out *record
-	err := t.fetch(ctx, part, off, off+1, func(r record) bool {
-		if r.offset == off {
-			out = &r
-		}
-		return false
-	})
-	return out, err
-}
-
 // get reads blob name with manifest m back and checks it whole.
 func (t *blobTopic) get(ctx context.Context, part int, name string, m blobManifest) ([]byte, error) {
 	if m.length > uint64(len(m.offsets))*BlobChunk || m.length > 64<<30 {
@@ -206,15 +194,33 @@ func (t *blobTopic) get(ctx context.Context, part int, name string, m blobManife
 	}
 	var buf bytes.Buffer
 	buf.Grow(int(m.length))
-	for i, off := range m.offsets {
-		r, err := t.at(ctx, part, off)
+	// One pass over the range the chunks lie in (they are in increasing
+	// offsets, usually adjacent): a fetch per chunk would read up to four
+	// chunks to use one.
+	i := 0
+	var bad error
+	if len(m.offsets) > 0 {
+		err := t.fetch(ctx, part, m.offsets[0], m.offsets[len(m.offsets)-1]+1, func(r record) bool {
+			if r.offset < m.offsets[i] {
+				return true // another blob's record between the chunks
+			}
+			if r.offset > m.offsets[i] || !bytes.Equal(r.key, chunkKey(name, m.gen, i)) {
+				bad = fmt.Errorf("%w: %s: chunk %d is not at offset %d of %s/%d", ErrCorruptBlob, name, i, m.offsets[i], t.topic, part)
+				return false
+			}
+			buf.Write(r.value)
+			i++
+			return i < len(m.offsets)
+		})
 		if err != nil {
 			return nil, err
 		}
-		if r == nil || !bytes.Equal(r.key, chunkKey(name, m.gen, i)) {
-			return nil, fmt.Errorf("%w: %s: chunk %d is not at offset %d of %s/%d", ErrCorruptBlob, name, i, off, t.topic, part)
-		}
-		buf.Write(r.value)
+	}
+	if bad == nil && i < len(m.offsets) {
+		bad = fmt.Errorf("%w: %s: chunk %d is not at offset %d of %s/%d", ErrCorruptBlob, name, i, m.offsets[i], t.topic, part)
+	}
+	if bad != nil {
+		return nil, bad
 	}
 	b := buf.Bytes()
 	if uint64(len(b)) != m.length || crc32.Checksum(b, castagnoli) != m.crc {

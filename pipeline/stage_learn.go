@@ -36,9 +36,11 @@ type learnStage struct {
 	learner models.Learner
 	preq    *models.Prequential
 	anom    *models.Anomaly // nil: anomaly scoring off
-	enc     *sinks.Encoder
-	in      <-chan *item
-	out     chan<- *writeJob
+	// ckptSize is the size of the last checkpoint, to size the next one.
+	ckptSize int
+	enc      *sinks.Encoder
+	in       <-chan *item
+	out      chan<- *writeJob
 	// bufs returns line buffers the writing stage is done with.
 	bufs   <-chan []byte
 	abort  <-chan struct{}
@@ -142,9 +144,10 @@ func (s *learnStage) learnItem(ctx context.Context, it *item) error {
 		// The state now is the state after every message before it.next:
 		// the learner has seen every window the windowing stage emitted
 		// before taking the snapshot.
-		var w binenc.Writer
+		w := binenc.Writer{B: make([]byte, 0, s.ckptSize+s.ckptSize/8)} // sized by the last one
 		s.appendCheckpoint(&w, it.snapshot, it.next)
 		job.ckpt = w.B
+		s.ckptSize = len(w.B)
 	}
 	select {
 	case s.out <- job:

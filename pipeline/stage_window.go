@@ -76,6 +76,8 @@ type windowStage struct {
 	idleMarkers bool
 	idleSent    bool
 	hold        bool
+	// snapSize is the size of the last snapshot, to size the next one.
+	snapSize int
 	// src is the source being read (for its health).
 	src       ingest.Source
 	lastStats windowing.Stats
@@ -425,9 +427,12 @@ func (s *windowStage) checkpoint() {
 	s.win.Flush()
 	it := &item{dls: s.takeDLs(), next: s.next}
 	if s.persist {
-		var w binenc.Writer
+		// Sized by the last snapshot: growing a buffer of hundreds of MB
+		// by doubling copies it several times over.
+		w := binenc.Writer{B: make([]byte, 0, s.snapSize+s.snapSize/8)}
 		s.win.AppendState(&w)
 		it.snapshot = w.B
+		s.snapSize = len(w.B)
 		s.env.health.marked(s.id)
 		s.reading = false
 	}

@@ -163,14 +163,20 @@ func Run(cfg config.Config, series, steps int, restore bool) (*Result, error) {
 // windower, learner and scorer.
 func measureRestore(cfg config.Config, win *windowing.Windower, learner models.Learner, preq *models.Prequential) (*Restore, error) {
 	r := &Restore{}
+	encode := func(size int) []byte {
+		ww := binenc.Writer{B: make([]byte, 0, size)}
+		win.AppendState(&ww)
+		w := binenc.Writer{B: make([]byte, 0, size)}
+		w.Bytes(ww.B)
+		learner.AppendState(&w)
+		preq.AppendState(&w)
+		return w.B
+	}
+	// The pipeline sizes a checkpoint's buffer by the previous one: time
+	// that steady state, not the first checkpoint's buffer growth.
+	size := len(encode(0))
 	t0 := time.Now()
-	var ww binenc.Writer
-	win.AppendState(&ww)
-	var w binenc.Writer
-	w.Bytes(ww.B)
-	learner.AppendState(&w)
-	preq.AppendState(&w)
-	body := w.B
+	body := encode(size + size/8)
 	r.StateBytes = len(body)
 	r.EncodeSeconds = time.Since(t0).Seconds()
 
