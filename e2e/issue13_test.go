@@ -119,6 +119,7 @@ func TestDryRunCreatesNothingAndRedacts(t *testing.T) {
 	db := testenv.StartInflux(t)
 	c := baseConfig(t, b.Addr(), "dry", "tsrep", db)
 	root := t.TempDir()
+	c.Pipeline.StateStore = "dir" // the checkpoint directory is what it must not create
 	c.Pipeline.CheckpointDir = filepath.Join(root, "not", "yet")
 	const secret = "dry-run-password"
 	c.Influx.URL = strings.Replace(db.URL, "http://", "http://tsrep:"+secret+"@", 1)

@@ -41,6 +41,8 @@ func TestOperations(t *testing.T) {
 	// Three series on four partitions: the empty one holds the group's
 	// encoder back until it is idle for this long.
 	c.Model.SyncIdle = config.Duration{Duration: time.Second}
+	// Three series: small training steps, so that there are some.
+	c.Model.TrainEvery, c.Model.TrainBatch = 32, 16
 	msgs := testenv.NABMessages(t, cloudwatch[:3]...)
 	produce(ctx, t, c, msgs)
 	path := writeConfig(t, c)
@@ -48,7 +50,7 @@ func TestOperations(t *testing.T) {
 	// --dry-run: checks pass here, fail against a broker that is not there.
 	dry := startTsrep(t, nil, "run", "--dry-run", "-c", path)
 	dry.wait(t, time.Minute)
-	for _, want := range []string{"ok    kafka", "ok    topic ops: 4 partitions", "ok    influxdb", "ok    bucket", "ok    checkpoint_dir"} {
+	for _, want := range []string{"ok    kafka", "ok    topic ops: 4 partitions", "ok    influxdb", "ok    bucket", "ok    state_store kafka: topic tsrep-state"} {
 		if !strings.Contains(dry.log.String(), want) {
 			t.Errorf("--dry-run output lacks %q:\n%s", want, dry.log.String())
 		}
