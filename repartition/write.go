@@ -56,8 +56,8 @@ type writer struct {
 	// scanFrom[q] where the generation's scan for the previous owners'
 	// records began.
 	ends, scanFrom []int64
-	pending    []commitPos
-	lastCommit time.Time
+	pending        []commitPos
+	lastCommit     time.Time
 }
 
 // run stores the steps until the channel closes, then commits. It returns
