@@ -293,12 +293,28 @@ type similarJSON struct {
 	Matches     []matchJSON `json:"matches"`
 }
 
-func (a *api) similar(ctx context.Context, p params) (any, error) {
-	series, err := p.series()
-	if err != nil {
-		return nil, err
+// seriesModel reads the series and model every per-series endpoint takes.
+func (a *api) seriesModel(p params) (series, model string, err error) {
+	if series, err = p.series(); err != nil {
+		return "", "", err
 	}
-	model, err := a.model(p)
+	if model, err = a.model(p); err != nil {
+		return "", "", err
+	}
+	return series, model, nil
+}
+
+// seriesRange is seriesModel and the from/to range of the range endpoints.
+func (a *api) seriesRange(p params) (series, model string, from, to time.Time, err error) {
+	if series, model, err = a.seriesModel(p); err != nil {
+		return
+	}
+	from, to, err = a.timeRange(p)
+	return
+}
+
+func (a *api) similar(ctx context.Context, p params) (any, error) {
+	series, model, err := a.seriesModel(p)
 	if err != nil {
 		return nil, err
 	}
@@ -337,11 +353,7 @@ type embeddingJSON struct {
 }
 
 func (a *api) embedding(ctx context.Context, p params) (any, error) {
-	series, err := p.series()
-	if err != nil {
-		return nil, err
-	}
-	model, err := a.model(p)
+	series, model, err := a.seriesModel(p)
 	if err != nil {
 		return nil, err
 	}
@@ -382,15 +394,7 @@ type forecastJSON struct {
 }
 
 func (a *api) forecast(ctx context.Context, p params) (any, error) {
-	series, err := p.series()
-	if err != nil {
-		return nil, err
-	}
-	model, err := a.model(p)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := a.timeRange(p)
+	series, model, from, to, err := a.seriesRange(p)
 	if err != nil {
 		return nil, err
 	}
@@ -424,15 +428,7 @@ type anomalyJSON struct {
 }
 
 func (a *api) anomaly(ctx context.Context, p params) (any, error) {
-	series, err := p.series()
-	if err != nil {
-		return nil, err
-	}
-	model, err := a.model(p)
-	if err != nil {
-		return nil, err
-	}
-	from, to, err := a.timeRange(p)
+	series, model, from, to, err := a.seriesRange(p)
 	if err != nil {
 		return nil, err
 	}

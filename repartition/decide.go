@@ -50,19 +50,7 @@ func Decide(ctx context.Context, c *ingest.Cluster, cfg config.Config, untilEnd 
 		// Reading directly what the group repartitioned before starts at
 		// the group's own offsets on the input, from before that.
 		for _, t := range cfg.Kafka.Topics {
-			n, err := c.Partitions(ctx, t)
-			if err != nil {
-				return Decision{}, err
-			}
-			parts := make([]int, n)
-			for i := range parts {
-				parts[i] = i
-			}
-			own, err := c.Committed(ctx, cfg.RepartitionGroup(), t, parts)
-			if err != nil {
-				return Decision{}, err
-			}
-			main, err := c.Committed(ctx, cfg.Kafka.Group, t, parts)
+			own, main, err := committedBoth(ctx, c, cfg, t)
 			if err != nil {
 				return Decision{}, err
 			}
@@ -86,15 +74,7 @@ func Decide(ctx context.Context, c *ingest.Cluster, cfg config.Config, untilEnd 
 	// 1. The group repartitions already.
 	mainCommitted := false
 	for _, t := range cfg.Kafka.Topics {
-		n, err := c.Partitions(ctx, t)
-		if err != nil {
-			return Decision{}, err
-		}
-		parts := make([]int, n)
-		for i := range parts {
-			parts[i] = i
-		}
-		own, err := c.Committed(ctx, cfg.RepartitionGroup(), t, parts)
+		own, main, err := committedBoth(ctx, c, cfg, t)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -102,10 +82,6 @@ func Decide(ctx context.Context, c *ingest.Cluster, cfg config.Config, untilEnd 
 			if o >= 0 {
 				return Decision{Repartition: true, Why: "kafka.repartition = \"auto\": group " + cfg.RepartitionGroup() + " has repartitioned this input before"}, nil
 			}
-		}
-		main, err := c.Committed(ctx, cfg.Kafka.Group, t, parts)
-		if err != nil {
-			return Decision{}, err
 		}
 		for _, o := range main {
 			mainCommitted = mainCommitted || o >= 0
@@ -159,4 +135,24 @@ func Decide(ctx context.Context, c *ingest.Cluster, cfg config.Config, untilEnd 
 		}
 		return d, nil
 	}
+}
+
+// committedBoth returns the committed offsets on every partition of topic
+// of the repartition group (own) and of the group itself (main); -1: none.
+func committedBoth(ctx context.Context, c *ingest.Cluster, cfg config.Config, topic string) (own, main map[int]int64, err error) {
+	n, err := c.Partitions(ctx, topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	if own, err = c.Committed(ctx, cfg.RepartitionGroup(), topic, parts); err != nil {
+		return nil, nil, err
+	}
+	if main, err = c.Committed(ctx, cfg.Kafka.Group, topic, parts); err != nil {
+		return nil, nil, err
+	}
+	return own, main, nil
 }
