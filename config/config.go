@@ -190,8 +190,8 @@ type Model struct {
 	// EmbedEvery writes a series' embedding every this many windows (ssl):
 	// embeddings are most of what the sink writes.
 	EmbedEvery int `toml:"embed_every"`
-	// TrainEvery learns from every this many windows of a series (ssl);
-	// all windows are still predicted.
+	// TrainEvery learns from every this many windows of a series (ssl), at
+	// an offset of the series' own; all windows are still predicted.
 	TrainEvery int `toml:"train_every"`
 	// Epoch is the event-time length of one round of the group's shared
 	// encoder (ssl): the windows ending in epoch r are embedded with encoder
@@ -397,8 +397,8 @@ func Default() Config {
 			Temperature:    0.2,
 			WeightHier:     1,
 			WeightContrast: 0.5,
-			EmbedEvery:     32,
-			TrainEvery:     128,
+			EmbedEvery:     64,
+			TrainEvery:     512,
 			Epoch:          Duration{24 * time.Hour},
 			MergeRate:      1,
 			SyncIdle:       Duration{30 * time.Second},

@@ -143,7 +143,9 @@ func (f *Forecaster) lags(z []float64, j int) {
 	f.x[p] = 1
 }
 
-const forecasterStateVersion = 2 // 2: RLS P packed
+// forecasterStateVersion 3: the RLS matrices' scale (version 2, P packed
+// without it, is read too).
+const forecasterStateVersion = 3
 
 // AppendState implements Learner.
 func (f *Forecaster) AppendState(w *binenc.Writer) {
@@ -163,8 +165,9 @@ func (f *Forecaster) AppendState(w *binenc.Writer) {
 
 // LoadState implements Learner.
 func (f *Forecaster) LoadState(r *binenc.Reader) error {
-	if v := r.U32(); r.Err() == nil && v != forecasterStateVersion {
-		return fmt.Errorf("forecaster state version %d, this build reads %d", v, forecasterStateVersion)
+	v := r.U32()
+	if r.Err() == nil && v != forecasterStateVersion && v != 2 {
+		return fmt.Errorf("forecaster state version %d, this build reads 2 and %d", v, forecasterStateVersion)
 	}
 	if o := int(r.U32()); r.Err() == nil && o != f.cfg.Order {
 		return fmt.Errorf("forecaster state has model.order %d, config has %d", o, f.cfg.Order)
@@ -175,7 +178,7 @@ func (f *Forecaster) LoadState(r *binenc.Reader) error {
 	for i := 0; i < n && r.Err() == nil; i++ {
 		k := r.String(1 << 16)
 		s := &arSeries{rls: NewRLS(f.cfg.Order+1, f.cfg.Forgetting)}
-		s.rls.loadState(r)
+		s.rls.loadState(r, v >= 3)
 		s.norm.loadState(r)
 		s.trained, s.folded = r.I64(), r.I64()
 		f.series.Put(k, s)

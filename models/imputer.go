@@ -130,10 +130,10 @@ func (m *imputer) appendState(w *binenc.Writer) {
 	m.rls.appendState(w)
 }
 
-func loadImputer(r *binenc.Reader, k int, forgetting float64) *imputer {
+func loadImputer(r *binenc.Reader, k int, forgetting float64, scaled bool) *imputer {
 	others := r.Len(MaxImputeChannels, 0)
 	m := newImputer(k, others, forgetting)
-	m.rls.loadState(r)
+	m.rls.loadState(r, scaled)
 	return m
 }
 

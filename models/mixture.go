@@ -212,9 +212,9 @@ func (m *mixer) appendState(w *binenc.Writer) {
 	w.F64s(m.pred)
 }
 
-func (m *mixer) loadState(c *mixConfig, r *binenc.Reader) {
+func (m *mixer) loadState(c *mixConfig, r *binenc.Reader, scaled bool) {
 	for _, x := range m.rls {
-		x.loadState(r)
+		x.loadState(r, scaled)
 	}
 	n := c.experts()
 	m.loss = r.F64s(m.loss[:0], n)

@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/tsrep/tsrep/internal/binenc"
 )
 
 // TestRLSMatchesBatchLeastSquares: without forgetting, RLS after n updates
@@ -102,5 +106,85 @@ func BenchmarkRLSUpdate(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// TestRLSScaleMatchesDenseUpdate: the packed matrix kept as S·P (S taking
+// forgetting's division, folded back into P past rlsMaxScale) follows the
+// textbook update on a dense matrix, through several foldings.
+func TestRLSScaleMatchesDenseUpdate(t *testing.T) {
+	const d, lambda, n = 5, 0.99, 5000 // S folds every ~1,400 updates
+	rng := rand.New(rand.NewPCG(3, 4))
+	r := NewRLS(d, lambda)
+	P := make([]float64, d*d)
+	for i := 0; i < d; i++ {
+		P[i*d+i] = rlsInitP
+	}
+	w := make([]float64, d)
+	folds := 0
+	for k := 0; k < n; k++ {
+		x := make([]float64, d)
+		for j := range x {
+			x[j] = rng.NormFloat64()
+		}
+		y := 2*x[0] - x[1] + 0.1*rng.NormFloat64()
+		px := make([]float64, d)
+		for i := 0; i < d; i++ {
+			for j := 0; j < d; j++ {
+				px[i] += P[i*d+j] * x[j]
+			}
+		}
+		den, e := lambda, y
+		for i := 0; i < d; i++ {
+			den += x[i] * px[i]
+			e -= w[i] * x[i]
+		}
+		for i := 0; i < d; i++ {
+			w[i] += px[i] * e / den
+			for j := 0; j < d; j++ {
+				P[i*d+j] = (P[i*d+j] - px[i]*px[j]/den) / lambda
+			}
+		}
+		before := r.S
+		if got := r.Update(x, y); math.Abs(got-e) > 1e-9*(1+math.Abs(e)) {
+			t.Fatalf("update %d: a-priori error %v, dense %v", k, got, e)
+		}
+		if r.S < before {
+			folds++
+		}
+	}
+	if folds < 2 {
+		t.Fatalf("S folded into P %d times, want at least 2", folds)
+	}
+	for i := 0; i < d; i++ {
+		if math.Abs(r.W[i]-w[i]) > 1e-9 {
+			t.Errorf("w[%d] = %v, dense %v", i, r.W[i], w[i])
+		}
+		for j := i; j < d; j++ {
+			got := r.S * r.P[r.diag(i)+j-i]
+			if want := P[i*d+j]; math.Abs(got-want) > 1e-9*math.Abs(want)+1e-12 {
+				t.Errorf("P[%d][%d] = %v, dense %v", i, j, got, want)
+			}
+		}
+	}
+}
+
+// TestRLSLoadsUnscaledState: a state written before the scale (W, then P)
+// loads with S = 1.
+func TestRLSLoadsUnscaledState(t *testing.T) {
+	r := NewRLS(3, 0.9)
+	for k := 0; k < 10; k++ {
+		r.Update([]float64{1, float64(k), 1}, float64(k))
+	}
+	floats.Scale(r.S, r.P)
+	r.S = 1
+	var w binenc.Writer
+	w.F64s(r.W)
+	w.F64s(r.P)
+	got := NewRLS(3, 0.9)
+	rd := binenc.NewReader(w.B)
+	got.loadState(rd, false)
+	if rd.Err() != nil || got.S != 1 || !slices.Equal(got.W, r.W) || !slices.Equal(got.P, r.P) {
+		t.Fatalf("loaded %+v (err %v), want %+v", got, rd.Err(), r)
 	}
 }

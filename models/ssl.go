@@ -80,8 +80,8 @@ type SSLConfig struct {
 
 	// EmbedEvery emits the embedding of windows whose seq is a multiple of it.
 	EmbedEvery int
-	// TrainEvery learns from the windows whose seq is a multiple of it
-	// (every window is still predicted).
+	// TrainEvery learns from every TrainEvery-th window of a series, at an
+	// offset of its own (trainsOn; every window is still predicted).
 	TrainEvery int
 	// Epoch is the event-time length of an encoder round (ns): the windows
 	// a partition processes while its clock is in epoch r are embedded
@@ -345,12 +345,15 @@ type sslWork struct {
 	ctxM  []float64 // group context: mean of the others
 	ctxF  []float64 // and share observed
 	imp   imputeCtx
-	hid   []float64 // a training window's values with points hidden
+	// hidZ and hidI hold a training window's channels with points hidden,
+	// and their interpolations (trainImpute; reused across windows).
+	hidZ, hidI [][]float64
+	// oz and oi list the other channels of one of them.
+	oz, oi [][]float64
 	// rowLoss holds each row's prequential losses (its forecast's squared
 	// error, its group's imputation objective's): reported with the
 	// optimiser step that learns from the row.
 	rowLoss []lossAcc
-	hidI    []float64
 	grpZ    [][]float64
 	grpI    [][]float64
 }
@@ -409,7 +412,7 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 				l.trainImpute(&b, g0, g0, g1)
 			}
 			for i := g0; i < g1; i++ {
-				if b.Seq[i]%uint64(l.cfg.TrainEvery) != 0 {
+				if !l.trainsOn(&b, i) {
 					continue
 				}
 				if !now {
@@ -444,6 +447,30 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 		}
 	}
 	return &l.out, nil
+}
+
+// trainsOn says whether the encoder learns from row i's window: every
+// TrainEvery-th window of its series, at an offset drawn from the series'
+// key (FNV-1a). The offset spreads the training over the series' windows:
+// series that start together (a new deployment, a backfill, a burst of
+// new hosts) do not all learn from the same window of theirs at once, and
+// which windows are learnt from is still a function of the input alone.
+func (l *SSL) trainsOn(b *Batch, i int) bool {
+	n := uint64(l.cfg.TrainEvery)
+	if n == 1 {
+		return true
+	}
+	return (b.Seq[i]+fnv1a(b.Key(i)))%n == 0
+}
+
+// fnv1a is the 64-bit FNV-1a hash of s.
+func fnv1a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // groupEnd returns the end of the group of rows starting at g0: in
@@ -496,13 +523,11 @@ func (l *SSL) prepare(rows int) {
 	w.w = grow(w.w, l.mix.experts())
 	w.ctxM = grow(w.ctxM, L)
 	w.ctxF = grow(w.ctxF, L)
-	w.hid = grow(w.hid, L)
 	if cap(w.rowLoss) < rows {
 		w.rowLoss = make([]lossAcc, rows)
 	}
 	w.rowLoss = w.rowLoss[:rows]
 	clear(w.rowLoss)
-	w.hidI = grow(w.hidI, L)
 }
 
 // sequential runs the per-series bookkeeping of row i in arrival order:
@@ -716,8 +741,11 @@ func (l *SSL) trainImpute(b *Batch, i, g0, g1 int) {
 	L := l.cfg.Length
 	n := g1 - g0
 	// Masked copies of the group's rows.
-	hz := make([][]float64, 0, n)
-	hi := make([][]float64, 0, n)
+	for len(w.hidZ) < n {
+		w.hidZ = append(w.hidZ, make([]float64, L))
+		w.hidI = append(w.hidI, make([]float64, L))
+	}
+	hz, hi := w.hidZ[:0], w.hidI[:0]
 	// The share of points a training window misses in all (its own gaps
 	// and those hidden) is drawn from [MaskMin, MaskMax]: a window already
 	// sparser than the draw is not made sparser still, so that the model
@@ -738,29 +766,33 @@ func (l *SSL) trainImpute(b *Batch, i, g0, g1 int) {
 	}
 	share := (target - m) / (1 - m)
 	for r := g0; r < g1; r++ {
-		z := make([]float64, L)
+		k := r - g0
+		z, ip := w.hidZ[k], w.hidI[k]
 		copy(z, w.z[r])
 		for j := range z {
 			if !math.IsNaN(z[j]) && l.rng.Float64() < share {
 				z[j] = math.NaN()
 			}
 		}
-		ip := make([]float64, L)
 		interpolate(z, ip)
 		hz, hi = append(hz, z), append(hi, ip)
 	}
 	for r := g0; r < g1; r++ {
 		k := r - g0
-		var oz, oi [][]float64
+		oz, oi := w.oz[:0], w.oi[:0]
 		for o := 0; o < n && len(oz) < MaxImputeChannels; o++ {
 			if o != k {
 				oz, oi = append(oz, hz[o]), append(oi, hi[o])
 			}
 		}
+		w.oz, w.oi = oz, oi
 		m := l.imputerOf(w.ser[r], len(oz))
 		ctx := imputeCtx{z: hz[k], ip: hi[k], others: oz, othersI: oi}
 		// Learn the hidden points nearest the window's middle, where the
 		// output rule writes gaps: both sides are in view there.
+		if allNaN(hz[k]) {
+			continue // nothing left to learn from
+		}
 		mid := L / 2
 		learnt := 0
 		for d := 0; d < L && learnt < l.cfg.ImputeTrainPoints; d++ {
@@ -768,7 +800,7 @@ func (l *SSL) trainImpute(b *Batch, i, g0, g1 int) {
 				if j < 0 || j >= L || (d == 0 && j != mid) || learnt >= l.cfg.ImputeTrainPoints {
 					continue
 				}
-				if math.IsNaN(hz[k][j]) && !math.IsNaN(w.z[r][j]) && !allNaN(hz[k]) {
+				if math.IsNaN(hz[k][j]) && !math.IsNaN(w.z[r][j]) {
 					w.feat = imputeFeatures(&ctx, j, l.cfg.ImputeNeighbours, w.feat)
 					e := m.rls.Update(w.feat, w.z[r][j]-hi[k][j])
 					l.ws.rowLoss[g0].i += e * e

@@ -16,10 +16,11 @@ const (
 	adamEps   = 1e-8
 )
 
-// sslStateVersion 5: the convolutional encoder, the forecast mixture and
-// the imputation models (states of versions 1–4, the MLP learner, are not
-// read: a new model needs a new model.name or a fresh checkpoint).
-const sslStateVersion = 5
+// sslStateVersion 6: the convolutional encoder, the forecast mixture and
+// the imputation models, their RLS matrices with their scale (version 5,
+// without it, is read too; states of versions 1–4, the MLP learner, are
+// not read: a new model needs a new model.name or a fresh checkpoint).
+const sslStateVersion = 6
 
 // shape lists the configuration values the state's layout depends on.
 func (l *SSL) shape() []int {
@@ -101,9 +102,11 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 // LoadState implements Learner. The state must have been written by a
 // learner of the same shape.
 func (l *SSL) LoadState(r *binenc.Reader) error {
-	if v := r.U32(); r.Err() == nil && v != sslStateVersion {
-		return fmt.Errorf("ssl state version %d, this build reads %d (a new learner: set another model.name, or move the checkpoint away)", v, sslStateVersion)
+	v := r.U32()
+	if r.Err() == nil && v != sslStateVersion && v != 5 {
+		return fmt.Errorf("ssl state version %d, this build reads 5 and %d (a new learner: set another model.name, or move the checkpoint away)", v, sslStateVersion)
 	}
+	scaled := v >= 6 // the RLS matrices' scale
 	for i, want := range l.shape() {
 		got := int(r.U32())
 		if r.Err() != nil {
@@ -171,9 +174,9 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 		if r.Err() == nil && len(s.hist) != H {
 			r.Fail("ssl series history of %d values, want %d", len(s.hist), H)
 		}
-		s.mix.loadState(&l.mix, r)
+		s.mix.loadState(&l.mix, r, scaled)
 		if r.Bool() {
-			s.imp = loadImputer(r, l.cfg.ImputeNeighbours, l.cfg.ImputeForgetting)
+			s.imp = loadImputer(r, l.cfg.ImputeNeighbours, l.cfg.ImputeForgetting, scaled)
 		}
 		s.pendOK = r.Bool()
 		s.pendTime = r.I64()
