@@ -47,9 +47,20 @@ type PartitionReader struct {
 	// log's end (the policy of kafka.start); nil continues at the end.
 	PastEnd func(ctx context.Context) (int64, error)
 	// StallCheck is how long a fetch waits before the reader checks that
-	// its offset is still inside the log (0: 30s).
+	// its offset is still inside the log (0: 30s): between StallCheck/2
+	// and StallCheck, as the fetches share one deadline, renewed once half
+	// of it has passed (a context per record cost more than the rest of
+	// the fetch).
 	StallCheck time.Duration
 	checked    bool
+	// The fetches' shared deadline: derived from parent, renewed after
+	// renewAt.
+	fctx    context.Context
+	fcancel context.CancelFunc
+	parent  context.Context
+	renewAt time.Time
+	// failed says the backoff has grown since the last record.
+	failed bool
 	// lastErr is when a fetch last failed (Unix ns; 0: never).
 	lastErr atomic.Int64
 }
@@ -94,17 +105,19 @@ func (s *PartitionReader) Fetch(ctx context.Context) (Message, error) {
 		if stall <= 0 {
 			stall = 30 * time.Second
 		}
-		fctx, cancel := context.WithTimeout(ctx, stall)
-		m, err := s.r.FetchMessage(fctx)
-		cancel()
+		m, err := s.r.FetchMessage(s.fetchContext(ctx, stall))
 		if err == nil {
 			s.next = m.Offset + 1
-			s.bo.Reset()
+			if s.failed {
+				s.bo.Reset()
+				s.failed = false
+			}
 			return Message{
 				Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark,
 				Time: m.Time, Key: m.Key, Value: m.Value,
 			}, nil
 		}
+		s.dropFetchContext()
 		if ctx.Err() != nil {
 			return Message{}, ctx.Err()
 		}
@@ -120,6 +133,26 @@ func (s *PartitionReader) Fetch(ctx context.Context) (Message, error) {
 			return Message{}, err
 		}
 	}
+}
+
+// fetchContext returns the fetches' shared context: ctx with a deadline
+// stall from when it was made, made anew once half of that has passed or
+// when ctx is another context.
+func (s *PartitionReader) fetchContext(ctx context.Context, stall time.Duration) context.Context {
+	now := time.Now()
+	if s.fctx == nil || s.parent != ctx || now.After(s.renewAt) {
+		s.dropFetchContext()
+		s.fctx, s.fcancel = context.WithDeadline(ctx, now.Add(stall))
+		s.parent, s.renewAt = ctx, now.Add(stall/2)
+	}
+	return s.fctx
+}
+
+func (s *PartitionReader) dropFetchContext() {
+	if s.fcancel != nil {
+		s.fcancel()
+	}
+	s.fctx, s.fcancel, s.parent = nil, nil, nil
 }
 
 // checkRange moves the next offset into the log if it lies outside it.
@@ -183,6 +216,7 @@ func (s *PartitionReader) open() *kafka.Reader {
 // backoff reports a fetch failure and waits before the next attempt.
 func (s *PartitionReader) backoff(ctx context.Context, cause error) error {
 	wait := s.bo.NextBackOff()
+	s.failed = true
 	s.lastErr.Store(time.Now().UnixNano())
 	if s.hooks.FetchError != nil {
 		s.hooks.FetchError(cause)
@@ -200,6 +234,7 @@ func (s *PartitionReader) backoff(ctx context.Context, cause error) error {
 
 // Close closes the connection; Fetch reopens it.
 func (s *PartitionReader) Close() {
+	s.dropFetchContext()
 	if s.r != nil {
 		s.r.Close()
 		s.r = nil
