@@ -397,7 +397,7 @@ func Default() Config {
 			Temperature:    0.2,
 			WeightHier:     1,
 			WeightContrast: 0.5,
-			EmbedEvery:     64,
+			EmbedEvery:     128,
 			TrainEvery:     512,
 			Epoch:          Duration{24 * time.Hour},
 			MergeRate:      1,

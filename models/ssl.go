@@ -131,7 +131,7 @@ func DefaultSSLConfig(name string, length, stride int) SSLConfig {
 		ImputeForgetting:    0.9999,
 		MaskMin:             0.1,
 		MaskMax:             0.6,
-		ImputeTrainPoints:   8,
+		ImputeTrainPoints:   4,
 		ImputeEvery:         1,
 		EmbedEvery:          1,
 		TrainEvery:          1,
@@ -350,6 +350,8 @@ type sslWork struct {
 	hidZ, hidI [][]float64
 	// oz and oi list the other channels of one of them.
 	oz, oi [][]float64
+	// fold holds the values a window adds to its series' history.
+	fold []float64
 	// rowLoss holds each row's prequential losses (its forecast's squared
 	// error, its group's imputation objective's): reported with the
 	// optimiser step that learns from the row.
@@ -567,7 +569,11 @@ func (l *SSL) sequential(b *Batch, i int) {
 	// Fold the slots newer than the last folded one into the statistics
 	// (after normalising this window, so a window is normalised with what
 	// came before it) and the history, in fixed units.
+	// The new values are gathered first and shifted into the history at
+	// once: a window brings Stride of them, and shifting the history for
+	// each was a tenth of the learner's time.
 	ivl := int64(b.Interval[i])
+	add := l.ws.fold[:0]
 	for j := 0; j < L; j++ {
 		t := b.SlotTime(i, j)
 		if t <= s.folded {
@@ -575,7 +581,7 @@ func (l *SSL) sequential(b *Batch, i int) {
 		}
 		if s.folded != math.MinInt64 && ivl > 0 {
 			for skip := min((t-s.folded)/ivl-1, int64(len(s.hist))); skip > 0; skip-- {
-				s.push(math.NaN())
+				add = append(add, math.NaN())
 			}
 		}
 		v := math.NaN()
@@ -583,15 +589,22 @@ func (l *SSL) sequential(b *Batch, i int) {
 			s.norm.Add(row[j])
 			v = row[j] / s.scale
 		}
-		s.push(v)
+		add = append(add, v)
 		s.folded = t
 	}
+	s.push(add)
+	l.ws.fold = add
 }
 
-// push appends a value to the series' history.
-func (s *sslSeries) push(v float64) {
-	copy(s.hist, s.hist[1:])
-	s.hist[len(s.hist)-1] = v
+// push appends values to the series' history, the oldest falling out.
+func (s *sslSeries) push(v []float64) {
+	h := s.hist
+	if len(v) >= len(h) {
+		copy(h, v[len(v)-len(h):])
+		return
+	}
+	copy(h, h[len(v):])
+	copy(h[len(h)-len(v):], v)
 }
 
 // forecast resolves row i's series' pending forecast, lets the experts
