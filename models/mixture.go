@@ -67,7 +67,7 @@ func (c *mixConfig) experts() int {
 
 // mixer is one series' forecaster state.
 type mixer struct {
-	rls []*RLS // dense experts, then long experts
+	rls []RLS // dense experts, then long experts (one slab, one scratch)
 	// loss is each expert's discounted squared error (the last entry the
 	// correction expert's, when there is one).
 	loss []float64
@@ -79,11 +79,21 @@ type mixer struct {
 
 func newMixer(c *mixConfig) *mixer {
 	m := &mixer{loss: make([]float64, c.experts()), pred: make([]float64, c.experts())}
+	dd, dl := c.denseDim(), c.longDim()
+	size := len(c.Forgettings) * rlsSize(dd)
+	if len(c.SeasonalForgettings) > 0 {
+		size += len(c.SeasonalForgettings) * rlsSize(dl)
+	}
+	slab := make([]float64, size)
+	px := make([]float64, max(dd, dl))
+	m.rls = make([]RLS, 0, len(c.Forgettings)+len(c.SeasonalForgettings))
 	for _, f := range c.Forgettings {
-		m.rls = append(m.rls, NewRLS(c.denseDim(), f))
+		m.rls = append(m.rls, newRLSIn(slab, px, dd, f))
+		slab = slab[rlsSize(dd):]
 	}
 	for _, f := range c.SeasonalForgettings {
-		m.rls = append(m.rls, NewRLS(c.longDim(), f))
+		m.rls = append(m.rls, newRLSIn(slab, px, dl, f))
+		slab = slab[rlsSize(dl):]
 	}
 	return m
 }
@@ -150,11 +160,11 @@ func (c *mixConfig) weights(loss, w []float64) {
 // value after the history ending at the inputs given (dense, long).
 func (m *mixer) learn(c *mixConfig, dense, long []float64, y float64) {
 	nd := len(c.Forgettings)
-	for i, r := range m.rls {
+	for i := range m.rls {
 		if i < nd {
-			r.Update(dense, y)
+			m.rls[i].Update(dense, y)
 		} else {
-			r.Update(long, y)
+			m.rls[i].Update(long, y)
 		}
 	}
 }
@@ -164,11 +174,11 @@ func (m *mixer) learn(c *mixConfig, dense, long []float64, y float64) {
 // expert, whose share w is then returned separately by combine).
 func (m *mixer) predict(c *mixConfig, dense, long []float64) {
 	nd := len(c.Forgettings)
-	for i, r := range m.rls {
+	for i := range m.rls {
 		if i < nd {
-			m.pred[i] = r.Predict(dense)
+			m.pred[i] = m.rls[i].Predict(dense)
 		} else {
-			m.pred[i] = r.Predict(long)
+			m.pred[i] = m.rls[i].Predict(long)
 		}
 	}
 }
@@ -205,16 +215,16 @@ func (m *mixer) score(c *mixConfig, y, scale float64) {
 }
 
 func (m *mixer) appendState(w *binenc.Writer) {
-	for _, r := range m.rls {
-		r.appendState(w)
+	for i := range m.rls {
+		m.rls[i].appendState(w)
 	}
 	w.F64s(m.loss)
 	w.F64s(m.pred)
 }
 
 func (m *mixer) loadState(c *mixConfig, r *binenc.Reader, scaled bool) {
-	for _, x := range m.rls {
-		x.loadState(r, scaled)
+	for i := range m.rls {
+		m.rls[i].loadState(r, scaled)
 	}
 	n := c.experts()
 	m.loss = r.F64s(m.loss[:0], n)

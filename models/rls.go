@@ -48,7 +48,22 @@ const rlsMaxScale = 1e6
 
 // NewRLS returns an RLS over d inputs.
 func NewRLS(d int, lambda float64) *RLS {
-	r := &RLS{D: d, Lambda: lambda, W: make([]float64, d), P: make([]float64, d*(d+1)/2), px: make([]float64, d)}
+	r := newRLSIn(make([]float64, rlsSize(d)), make([]float64, d), d, lambda)
+	return &r
+}
+
+// rlsSize is the storage of an RLS over d inputs: its weights and matrix.
+func rlsSize(d int) int { return d + d*(d+1)/2 }
+
+// newRLSIn returns an RLS over d inputs whose weights and matrix are
+// slab[:rlsSize(d)] and whose scratch is px (d values at least; RLS that
+// are updated one after the other can share it). A series' forecast
+// experts live in one slab: an update then walks memory in order, which
+// the processor fetches ahead, rather than matrices scattered over the
+// heap.
+func newRLSIn(slab, px []float64, d int, lambda float64) RLS {
+	n := d * (d + 1) / 2
+	r := RLS{D: d, Lambda: lambda, W: slab[:d:d], P: slab[d : d+n : d+n], px: px[:d:d]}
 	r.ResetP()
 	return r
 }

@@ -68,3 +68,34 @@ func BenchmarkPipelineStep(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSSLPerWindow is the ssl learner's cost per window apart from
+// the encoder (training and embeddings off): the forecast experts, the
+// imputation objective and the per-series bookkeeping, over 1000 series
+// that have all been seen, as in a running pipeline.
+func BenchmarkSSLPerWindow(b *testing.B) {
+	recs := streamBatches(b, 2_000_000)
+	c := DefaultSSLConfig("ssl", 64, 8)
+	c.MaxSeries, c.TrainEvery, c.EmbedEvery = 2000, 1<<30, 1<<30
+	l, err := NewSSL(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	warm := len(recs) / 4
+	for _, r := range recs[:warm] {
+		if _, err := l.Step(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for i := 0; i < b.N; i++ {
+		r := recs[warm+i%(len(recs)-warm)]
+		if _, err := l.Step(r); err != nil {
+			b.Fatal(err)
+		}
+		n += int(r.NumRows())
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/window")
+}
