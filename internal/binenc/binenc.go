@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 )
 
 // MaxLen bounds any single length read from state (elements, not bytes).
@@ -67,11 +66,25 @@ func (w *Writer) F64s(v []float64) {
 	// Grown once and filled in place: an append per value was most of the
 	// time a checkpoint took to encode.
 	n := len(w.B)
-	w.B = slices.Grow(w.B, 8*len(v))[:n+8*len(v)]
+	w.grow(8 * len(v))
+	w.B = w.B[:n+8*len(v)]
 	b := w.B[n:]
 	for i, x := range v {
 		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
 	}
+}
+
+// grow makes room for n more bytes, at least doubling the buffer when it
+// must move (append grows large slices by a quarter, and a checkpoint of
+// a few hundred MB written into an unsized buffer was copied many times
+// over).
+func (w *Writer) grow(n int) {
+	if cap(w.B)-len(w.B) >= n {
+		return
+	}
+	b := make([]byte, len(w.B), max(2*cap(w.B), len(w.B)+n))
+	copy(b, w.B)
+	w.B = b
 }
 
 // Bools appends a length-prefixed []bool, one byte each.
