@@ -67,8 +67,11 @@ func (c hierLossConfig) validate() error {
 // for the temporal loss, and the instance loss gathers each step's 2N
 // columns. The workspaces are kept across calls.
 type hierLoss struct {
-	cfg    hierLossConfig
-	sc     []hierScale
+	cfg hierLossConfig
+	sc  []hierScale
+	// same lists anchor pairs that are not each other's negatives in the
+	// instance loss (see sameSeriesPairs; set by the caller before loss).
+	same   []pair
 	tm, dt []float64 // the instance loss's time-major copies, D×(L·2N)
 	s      []float64 // a similarity block, then its gradient
 	z, mx  []float64 // contrastRows' scratch
@@ -256,6 +259,7 @@ func (h *hierLoss) instance(U matrix, L, N int, scale, w float64, dU matrix) flo
 	for t := 0; t < L; t++ {
 		V := TM.cols(t*m, m)
 		gram(V, scale, S)
+		maskPairs(S, h.same, false)
 		total += contrastRows(S, wa, grad, h.z[:m], h.mx[:m])
 		if grad {
 			gemm(false, false, scale, V, S, 0, DT.cols(t*m, m))

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"gonum.org/v1/gonum/floats"
 )
 
 // refVecs reads the span of each window of z (D×N·s.T) as [n][t][d].
@@ -40,13 +42,13 @@ func refSim(a, b []float64, cfg hierLossConfig) float64 {
 // refNCE is the mean over the vectors of −log softmax of the positive
 // (the vector half the group away) among all the others, computed
 // directly.
-func refNCE(g [][]float64, cfg hierLossConfig) float64 {
+func refNCE(g [][]float64, cfg hierLossConfig, skip func(i, k int) bool) float64 {
 	m := len(g)
 	var total float64
 	for i := range m {
 		var z float64
 		for k := range m {
-			if k != i {
+			if k != i && (skip == nil || !skip(i, k)) {
 				z += math.Exp(refSim(g[i], g[k], cfg))
 			}
 		}
@@ -55,9 +57,15 @@ func refNCE(g [][]float64, cfg hierLossConfig) float64 {
 	return total / float64(m)
 }
 
-// refHierLoss is TS2Vec's hierarchical_contrastive_loss written as loops.
-func refHierLoss(v1, v2 [][][]float64, cfg hierLossConfig) float64 {
+// refHierLoss is TS2Vec's hierarchical_contrastive_loss written as loops;
+// in its instance loss, views of distinct windows of one series (series
+// equal and not 0; nil: none) are not negatives.
+func refHierLoss(v1, v2 [][][]float64, cfg hierLossConfig, series []uint64) float64 {
 	N := len(v1)
+	skip := func(i, k int) bool {
+		a, b := i%N, k%N
+		return series != nil && a != b && series[a] != 0 && series[a] == series[b]
+	}
 	inst := func() float64 {
 		L := len(v1[0])
 		var s float64
@@ -69,7 +77,7 @@ func refHierLoss(v1, v2 [][][]float64, cfg hierLossConfig) float64 {
 			for n := range N {
 				g = append(g, v2[n][t])
 			}
-			s += refNCE(g, cfg)
+			s += refNCE(g, cfg, skip)
 		}
 		return s / float64(L)
 	}
@@ -77,7 +85,7 @@ func refHierLoss(v1, v2 [][][]float64, cfg hierLossConfig) float64 {
 		var s float64
 		for n := range N {
 			g := append(append([][]float64{}, v1[n]...), v2[n]...)
-			s += refNCE(g, cfg)
+			s += refNCE(g, cfg, nil)
 		}
 		return s / float64(N)
 	}
@@ -141,7 +149,7 @@ func TestHierLossValue(t *testing.T) {
 		z2 := newMat(D, tc.N*tc.s2.T, randSlice(r, D*tc.N*tc.s2.T, 0.5))
 		for range 2 { // twice: workspaces reused
 			got := h.loss(z1, tc.s1, z2, tc.s2, 1, matrix{}, matrix{})
-			want := refHierLoss(refVecs(z1, tc.s1), refVecs(z2, tc.s2), tc.cfg)
+			want := refHierLoss(refVecs(z1, tc.s1), refVecs(z2, tc.s2), tc.cfg, nil)
 			if math.Abs(got-want) > 1e-12*math.Max(1, math.Abs(want)) {
 				t.Fatalf("%+v N=%d L=%d: loss %v, reference %v", tc.cfg, tc.N, tc.L, got, want)
 			}
@@ -170,7 +178,7 @@ func TestHierLossGradient(t *testing.T) {
 		f := func() float64 {
 			a := newMat(D, z1.c, all[:len(z1s)])
 			b := newMat(D, z2.c, all[len(z1s):])
-			return refHierLoss(refVecs(a, tc.s1), refVecs(b, tc.s2), tc.cfg)
+			return refHierLoss(refVecs(a, tc.s1), refVecs(b, tc.s2), tc.cfg, nil)
 		}
 		checkGrad(t, fmt.Sprintf("hier %+v N=%d L=%d", tc.cfg, tc.N, tc.L), all, g, f)
 	}
@@ -276,4 +284,37 @@ func TestHierLossGradientPerRowShift(t *testing.T) {
 	s := span{T: L, Len: L}
 	h.loss(z1, s, z2, s, 1, newMat(D, N*L, g[:D*N*L]), newMat(D, N*L, g[D*N*L:]))
 	checkGrad(t, "hier, per-row shifts", zs, g, func() float64 { return h.loss(z1, s, z2, s, 1, matrix{}, matrix{}) })
+}
+
+// TestHierLossSameSeries: with windows of one series in the step, the
+// instance loss leaves their pairs out of the negatives, value and
+// gradient, as the reference does.
+func TestHierLossSameSeries(t *testing.T) {
+	r := rand.New(rand.NewPCG(35, 36))
+	const D, N, weight = 3, 5, 0.6
+	series := []uint64{7, 9, 7, 0, 7} // windows 0, 2, 4 of one series; 3 not known
+	for _, cfg := range []hierLossConfig{{Alpha: 0.5}, {Alpha: 0.5, Cosine: true, Tau: 0.3}, {Alpha: 1}} {
+		h, _ := newHierLoss(cfg)
+		h.same = sameSeriesPairs(series, nil)
+		s1, s2 := span{T: 6, Off: 1, Len: 5}, span{T: 5, Len: 5}
+		z1s, z2s := randSlice(r, D*N*s1.T, 0.5), randSlice(r, D*N*s2.T, 0.5)
+		all := append(append([]float64(nil), z1s...), z2s...)
+		views := func() (matrix, matrix) {
+			return newMat(D, N*s1.T, all[:len(z1s)]), newMat(D, N*s2.T, all[len(z1s):])
+		}
+		z1, z2 := views()
+		got := h.loss(z1, s1, z2, s2, 1, matrix{}, matrix{})
+		want := refHierLoss(refVecs(z1, s1), refVecs(z2, s2), cfg, series)
+		plain := refHierLoss(refVecs(z1, s1), refVecs(z2, s2), cfg, nil)
+		if math.Abs(got-want) > 1e-12*math.Max(1, math.Abs(want)) || math.Abs(want-plain) < 1e-9 {
+			t.Fatalf("%+v: loss %v, reference %v (without the exclusion %v)", cfg, got, want, plain)
+		}
+		g := make([]float64, len(all))
+		h.loss(z1, s1, z2, s2, weight, newMat(D, z1.c, g[:len(z1s)]), newMat(D, z2.c, g[len(z1s):]))
+		floats.Scale(1/weight, g)
+		checkGrad(t, fmt.Sprintf("hier same-series %+v", cfg), all, g, func() float64 {
+			a, b := views()
+			return refHierLoss(refVecs(a, s1), refVecs(b, s2), cfg, series)
+		})
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"gonum.org/v1/gonum/floats"
 )
 
 // checkGrad compares the analytic gradient grad of f at x with central
@@ -176,6 +178,52 @@ func TestInfoNCEGradient(t *testing.T) {
 			copy(gs[i*3*n+n:], grad[i*2*n:(i+1)*2*n])
 		}
 		checkGrad(t, fmt.Sprintf("infonce tau=%g", tau), es, gs, func() float64 { return weight * c.loss(e, tau, weight, matrix{}) })
+	}
+}
+
+// TestInfoNCESameSeries: anchors of distinct windows of one series are
+// left out of each other's negatives, with each shift: the loss is the
+// formula's over the remaining negatives, and the gradient checks out.
+func TestInfoNCESameSeries(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	const n, dim, weight = 5, 4, 0.8
+	series := []uint64{3, 3, 5, 3, 0}
+	for _, tau := range []float64{0.4, 0.002} {
+		es := randSlice(r, dim*2*n, 1)
+		e := newMat(dim, 2*n, es)
+		var c infoNCE
+		c.same = sameSeriesPairs(series, nil)
+		got := c.loss(e, tau, weight, matrix{})
+		m := 2 * n
+		u := make([][]float64, m)
+		for j := range u {
+			u[j] = make([]float64, dim)
+			var nr float64
+			for d := 0; d < dim; d++ {
+				u[j][d] = es[d*m+j]
+				nr += u[j][d] * u[j][d]
+			}
+			floats.Scale(1/math.Sqrt(nr), u[j])
+		}
+		var want float64
+		for i := 0; i < m; i++ {
+			var z float64
+			for k := 0; k < m; k++ {
+				a, b := i%n, k%n
+				if k == i || (a != b && series[a] != 0 && series[a] == series[b]) {
+					continue
+				}
+				z += math.Exp(floats.Dot(u[i], u[k]) / tau)
+			}
+			want -= floats.Dot(u[i], u[(i+n)%m])/tau - math.Log(z)
+		}
+		want /= float64(m)
+		if math.Abs(got-want) > 1e-9*math.Max(1, math.Abs(want)) {
+			t.Fatalf("tau %v: loss %v, want %v", tau, got, want)
+		}
+		grad := make([]float64, len(es))
+		c.loss(e, tau, weight, newMat(dim, m, grad))
+		checkGrad(t, fmt.Sprintf("infonce same-series tau=%g", tau), es, grad, func() float64 { return weight * c.loss(e, tau, weight, matrix{}) })
 	}
 }
 

@@ -259,6 +259,7 @@ func (l *SSL) drainEpoch() {
 			copy(buf.row(r)[l.bufN*L:(l.bufN+1)*L], d.x[r*L:(r+1)*L])
 		}
 		l.bufEnd[l.bufN] = d.end
+		l.bufSeries[l.bufN] = seriesID(d.key)
 		l.bufN++
 		l.loss.add(d.loss)
 		if l.bufN == TB {

@@ -235,10 +235,12 @@ type SSL struct {
 	train  bool
 
 	// buf holds the training windows' encoder inputs (encoderIn ×
-	// TrainBatch·Length), bufN of them, bufEnd their end times.
-	buf    []float64
-	bufN   int
-	bufEnd []int64
+	// TrainBatch·Length), bufN of them, bufEnd their end times, bufSeries
+	// their series (seriesID; 0: not known).
+	buf       []float64
+	bufN      int
+	bufEnd    []int64
+	bufSeries []uint64
 
 	// shared encoder rounds
 	epoch   int64  // the epoch this learner's clock is in (math.MinInt64: none yet)
@@ -296,11 +298,13 @@ func NewSSL(cfg SSLConfig) (*SSL, error) {
 		series: lru.New[*sslSeries](cfg.MaxSeries),
 		buf:    make([]float64, encoderIn*cfg.TrainBatch*cfg.Length),
 		bufEnd: make([]int64, cfg.TrainBatch),
+		// (bufSeries below)
 	}
 	// Two random streams: the imputation objective's masks draw one per
 	// window as windows come; the encoder's crops and masks draw at its
 	// optimiser steps, which a shared encoder may defer. Kept apart, their
 	// draws do not depend on how the two interleave.
+	l.bufSeries = make([]uint64, cfg.TrainBatch)
 	l.pcg = rand.NewPCG(cfg.Seed, 0x7473726570) // "tsrep"
 	l.rng = rand.New(l.pcg)
 	l.encPCG = rand.NewPCG(cfg.Seed, 0x63726f7073) // "crops"
@@ -424,6 +428,7 @@ func (l *SSL) StepContext(ctx context.Context, rec arrow.RecordBatch) (*Output, 
 				}
 				l.encoderInput(&b, i, g0, g1, newMat(encoderIn, TB*L, l.buf), l.bufN)
 				l.bufEnd[l.bufN] = int64(b.End[i])
+				l.bufSeries[l.bufN] = seriesID(b.Key(i))
 				l.bufN++
 				l.loss.add(w.rowLoss[i])
 				if l.bufN == TB {
@@ -464,6 +469,10 @@ func (l *SSL) trainsOn(b *Batch, i int) bool {
 	}
 	return (b.Seq[i]+fnv1a(b.Key(i)))%n == 0
 }
+
+// seriesID identifies a training window's series within a step (never
+// 0, which stands for a series not known).
+func seriesID(key string) uint64 { return fnv1a(key) | 1 }
 
 // fnv1a is the 64-bit FNV-1a hash of s.
 func fnv1a(s string) uint64 {
@@ -913,7 +922,7 @@ func (l *SSL) groupOf(b *Batch, i int) (int, int) {
 // it.
 func (l *SSL) step() TrainStep {
 	B, L := l.cfg.TrainBatch, l.cfg.Length
-	ls := l.enc.train(newMat(encoderIn, B*L, l.buf), L, B, l.encRng)
+	ls := l.enc.train(newMat(encoderIn, B*L, l.buf), L, B, l.bufSeries[:B], l.encRng)
 	l.bufN = 0
 	mean := func(sum float64, n int) float64 {
 		if n == 0 {

@@ -50,7 +50,8 @@ type sslEncoder struct {
 	a1, a2         convEncAct
 	g1, g2         []float64
 	embX, embOut   []float64
-	trainedWindows int // windows learnt from since the base was adopted
+	same           []pair // the step's same-series anchor pairs
+	trainedWindows int    // windows learnt from since the base was adopted
 }
 
 func newSSLEncoder(c *SSLConfig) (*sslEncoder, error) {
@@ -101,7 +102,15 @@ type trainLosses struct{ hier, instance float64 }
 // hierarchical contrastive loss on the shared timesteps, and the seed's
 // instance-level InfoNCE (cosine, temperature) on the views' max-pooled
 // embeddings; then Adam with global gradient-norm clipping.
-func (e *sslEncoder) train(x matrix, T, n int, rng *rand.Rand) trainLosses {
+//
+// series[i] identifies window i's series (0: not known): two windows of
+// one series are not each other's negatives in the instance losses. They
+// overlap, or share the series' level and shape, so pushing them apart
+// would teach the encoder to tell a series from itself; a partition with
+// few series fills a batch with several windows of each.
+func (e *sslEncoder) train(x matrix, T, n int, series []uint64, rng *rand.Rand) trainLosses {
+	e.same = sameSeriesPairs(series[:n], e.same[:0])
+	e.hier.same, e.nce.nce.same = e.same, e.same
 	c := &e.crop
 	c.sample(rng, T, n, min(T, 2))
 	C, D := encoderIn, e.net.cfg.Out

@@ -26,8 +26,45 @@ func huberGrad(e, d float64) float64 {
 	return e
 }
 
+// pair is a pair (i, k), i < k, of the 2N anchors of a contrastive loss
+// (column v·N + n: view v of window n).
+type pair struct{ i, k int32 }
+
+// sameSeriesPairs appends to dst the anchor pairs of distinct windows of
+// one series (series[n] equal and not 0): every view of one against every
+// view of the other. They are left out of each other's negatives.
+func sameSeriesPairs(series []uint64, dst []pair) []pair {
+	N := int32(len(series))
+	for a := int32(0); a < N; a++ {
+		if series[a] == 0 {
+			continue
+		}
+		for b := a + 1; b < N; b++ {
+			if series[b] == series[a] {
+				dst = append(dst, pair{a, b}, pair{a, N + b}, pair{b, N + a}, pair{N + a, N + b})
+			}
+		}
+	}
+	return dst
+}
+
+// maskPairs sets the similarities of the given pairs to -Inf in S's upper
+// triangle (and, with both, in its lower one): exp(-Inf) = 0 leaves them
+// out of every softmax, and out of the gradient.
+func maskPairs(S matrix, pairs []pair, both bool) {
+	for _, p := range pairs {
+		S.d[int(p.i)*S.s+int(p.k)] = math.Inf(-1)
+		if both {
+			S.d[int(p.k)*S.s+int(p.i)] = math.Inf(-1)
+		}
+	}
+}
+
 // infoNCE holds the workspaces of the contrastive loss.
 type infoNCE struct {
+	// same lists anchor pairs that are not each other's negatives (see
+	// sameSeriesPairs; set by the caller before loss).
+	same                       []pair
 	u, s, ds, du, norm, dot, z []float64
 }
 
@@ -197,9 +234,11 @@ func (c *infoNCE) loss(e matrix, tau, weight float64, grad matrix) float64 {
 		} else {
 			gemm(true, false, 1/tau, U, U, 0, S)
 		}
+		maskPairs(S, c.same, false)
 		total = c.symmetric(S, n, tau, grad.c > 0)
 	} else {
 		gemm(true, false, 1/tau, U, U, 0, S)
+		maskPairs(S, c.same, true)
 		total = c.perRow(S, n, grad.c > 0)
 	}
 	if grad.c > 0 {

@@ -17,8 +17,9 @@ const (
 )
 
 // sslStateVersion 6: the convolutional encoder, the forecast mixture and
-// the imputation models, their RLS matrices with their scale (version 5,
-// without it, is read too; states of versions 1–4, the MLP learner, are
+// the imputation models, their RLS matrices with their scale, and the
+// series of each buffered training window (version 5, without either, is
+// read too; states of versions 1–4, the MLP learner, are
 // not read: a new model needs a new model.name or a fresh checkpoint).
 const sslStateVersion = 6
 
@@ -55,6 +56,7 @@ func (l *SSL) AppendState(w *binenc.Writer) {
 			w.F64s(row[k*l.cfg.Length : (k+1)*l.cfg.Length])
 		}
 		w.I64(l.bufEnd[k])
+		w.U64(l.bufSeries[k])
 	}
 	_ = n
 	w.I64(l.epoch)
@@ -106,7 +108,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	if r.Err() == nil && v != sslStateVersion && v != 5 {
 		return fmt.Errorf("ssl state version %d, this build reads 5 and %d (a new learner: set another model.name, or move the checkpoint away)", v, sslStateVersion)
 	}
-	scaled := v >= 6 // the RLS matrices' scale
+	v6 := v >= 6 // the RLS matrices' scale, the buffered windows' series
 	for i, want := range l.shape() {
 		got := int(r.U32())
 		if r.Err() != nil {
@@ -133,6 +135,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	B, L := l.cfg.TrainBatch, l.cfg.Length
 	buf := make([]float64, encoderIn*B*L)
 	bufEnd := make([]int64, B)
+	bufSeries := make([]uint64, B)
 	bufN := r.Len(B-1, 8*encoderIn*L+8)
 	for k := 0; k < bufN && r.Err() == nil; k++ {
 		for c := 0; c < encoderIn; c++ {
@@ -143,6 +146,9 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 			}
 		}
 		bufEnd[k] = r.I64()
+		if v6 {
+			bufSeries[k] = r.U64()
+		}
 	}
 	epoch, version, windows := r.I64(), r.I64(), r.U64()
 	idle := r.Bool()
@@ -174,9 +180,9 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 		if r.Err() == nil && len(s.hist) != H {
 			r.Fail("ssl series history of %d values, want %d", len(s.hist), H)
 		}
-		s.mix.loadState(&l.mix, r, scaled)
+		s.mix.loadState(&l.mix, r, v6)
 		if r.Bool() {
-			s.imp = loadImputer(r, l.cfg.ImputeNeighbours, l.cfg.ImputeForgetting, scaled)
+			s.imp = loadImputer(r, l.cfg.ImputeNeighbours, l.cfg.ImputeForgetting, v6)
 		}
 		s.pendOK = r.Bool()
 		s.pendTime = r.I64()
@@ -199,7 +205,7 @@ func (l *SSL) LoadState(r *binenc.Reader) error {
 	ver.bind(l.enc.base, make([]float64, len(l.enc.base)), 0)
 	*l.pcg = *pcg
 	*l.encPCG = *encPCG
-	l.buf, l.bufEnd, l.bufN = buf, bufEnd, bufN
+	l.buf, l.bufEnd, l.bufSeries, l.bufN = buf, bufEnd, bufSeries, bufN
 	l.epoch, l.version, l.windows, l.idle = epoch, version, windows, idle
 	l.target, l.want, l.queue = target, want, queue
 	l.loss = lossAcc{f: fSum, fn: fN, i: iSum, in: iN}
