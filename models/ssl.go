@@ -295,16 +295,15 @@ func NewSSL(cfg SSLConfig) (*SSL, error) {
 			Order: cfg.ARLags, Forgettings: cfg.Forgettings, SeasonalForgettings: cfg.SeasonalForgettings,
 			SeasonalCycles: cfg.SeasonalCycles, MixRate: cfg.MixRate, MixDecay: cfg.MixDecay,
 		},
-		series: lru.New[*sslSeries](cfg.MaxSeries),
-		buf:    make([]float64, encoderIn*cfg.TrainBatch*cfg.Length),
-		bufEnd: make([]int64, cfg.TrainBatch),
-		// (bufSeries below)
+		series:    lru.New[*sslSeries](cfg.MaxSeries),
+		buf:       make([]float64, encoderIn*cfg.TrainBatch*cfg.Length),
+		bufEnd:    make([]int64, cfg.TrainBatch),
+		bufSeries: make([]uint64, cfg.TrainBatch),
 	}
 	// Two random streams: the imputation objective's masks draw one per
 	// window as windows come; the encoder's crops and masks draw at its
 	// optimiser steps, which a shared encoder may defer. Kept apart, their
 	// draws do not depend on how the two interleave.
-	l.bufSeries = make([]uint64, cfg.TrainBatch)
 	l.pcg = rand.NewPCG(cfg.Seed, 0x7473726570) // "tsrep"
 	l.rng = rand.New(l.pcg)
 	l.encPCG = rand.NewPCG(cfg.Seed, 0x63726f7073) // "crops"
