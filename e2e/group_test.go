@@ -33,13 +33,10 @@ func TestGroupOneSpace(t *testing.T) {
 	c.Window.Length, c.Window.Stride = 48, 4
 	c.Model.Order = 24
 	c.Model.EmbedEvery = 6 // an embedding every day of hourly data
-	// Learning on every 8th window keeps the partitions' event times close
-	// enough together: an instance keeps the group's encoder versions 64
-	// epochs behind its slowest active partition, and a partition restored
-	// (after a rebalance) from a checkpoint older than that cannot resume
-	// (README, One encoder for the group). At the deployed 1-in-128 the
-	// partitions of this two-year replay race apart by more than 64 days.
-	c.Model.TrainEvery = 8
+	// At the deployed train_every the partitions of this two-year replay
+	// race apart by more than the 64 epochs an instance keeps in memory: a
+	// partition restored after a rebalance reads its checkpoint's encoder
+	// versions back from the encoder topic.
 	c.Pipeline.StateStore = "kafka"
 
 	var msgs []feed.Message

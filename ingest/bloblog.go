@@ -90,15 +90,8 @@ func (l *BlobLog) read(ctx context.Context, end int64, fn func(key string, value
 	}
 	var ferr error
 	err := l.t.fetch(ctx, 0, from, end, func(r record) bool {
-		if isChunk(r.key) {
-			l.chunks[string(r.key)] = r.value
-		} else if len(r.value) > 0 {
-			v, err := l.assemble(string(r.key), r.value)
-			if err != nil {
-				ferr = err
-				return false
-			}
-			fn(string(r.key), v)
+		if ferr = l.take(r, l.chunks, fn); ferr != nil {
+			return false
 		}
 		l.mu.Lock()
 		l.next = r.offset + 1
@@ -111,8 +104,46 @@ func (l *BlobLog) read(ctx context.Context, end int64, fn func(key string, value
 	return ferr
 }
 
+// Scan reads the log from its start to its current end, calling fn with
+// each value in log order; it is apart from Follow, for a reader that
+// needs again what Follow delivered long ago.
+func (l *BlobLog) Scan(ctx context.Context, fn func(key string, value []byte)) error {
+	end, err := l.t.c.End(ctx, l.t.topic, 0)
+	if err != nil {
+		return err
+	}
+	chunks := map[string][]byte{}
+	var ferr error
+	err = l.t.fetch(ctx, 0, 0, end, func(r record) bool {
+		ferr = l.take(r, chunks, fn)
+		return ferr == nil
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// take keeps a chunk in chunks until its manifest comes, and delivers a
+// manifest's value, assembled from its chunks.
+func (l *BlobLog) take(r record, chunks map[string][]byte, fn func(key string, value []byte)) error {
+	if isChunk(r.key) {
+		chunks[string(r.key)] = r.value
+		return nil
+	}
+	if len(r.value) == 0 {
+		return nil
+	}
+	v, err := l.assemble(string(r.key), r.value, chunks)
+	if err != nil {
+		return err
+	}
+	fn(string(r.key), v)
+	return nil
+}
+
 // assemble joins the chunks of the blob whose manifest is m.
-func (l *BlobLog) assemble(name string, m []byte) ([]byte, error) {
+func (l *BlobLog) assemble(name string, m []byte, chunks map[string][]byte) ([]byte, error) {
 	man, err := decodeManifest(m)
 	if err != nil {
 		return nil, fmt.Errorf("%s in %s: %w", name, l.t.topic, err)
@@ -120,12 +151,12 @@ func (l *BlobLog) assemble(name string, m []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	for i := range man.offsets {
 		k := string(chunkKey(name, man.gen, i))
-		c, ok := l.chunks[k]
+		c, ok := chunks[k]
 		if !ok {
 			return nil, fmt.Errorf("%w: %s in %s: chunk %d missing", ErrCorruptBlob, name, l.t.topic, i)
 		}
 		buf.Write(c)
-		delete(l.chunks, k)
+		delete(chunks, k)
 	}
 	b := buf.Bytes()
 	if uint64(len(b)) != man.length || crc(b) != man.crc {

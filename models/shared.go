@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // One representation space for a consumer group. Every partition's
@@ -395,6 +396,10 @@ func (l *SSL) restoreSync() {
 type SyncLog interface {
 	Append(ctx context.Context, c Close) error
 	Subscribe(fn func(Close))
+	// Replay calls fn with every record stored so far, in log order,
+	// apart from the subscription: for versions older than a GroupSync
+	// keeps in memory.
+	Replay(ctx context.Context, fn func(Close)) error
 }
 
 // GroupSync implements EncoderSync over a SyncLog for the partitions of a
@@ -410,11 +415,19 @@ type GroupSync struct {
 	// contribution before it (those are no longer kept).
 	snapEpoch int64
 	snapV     []float64
-	cache     map[int64][]float64
-	merge     MergeRule
+	init      []float64
+	// past holds versions older than the snapshot, rebuilt from the log
+	// for a partition restored from an old checkpoint (nil: none).
+	past  *pastVersions
+	cache map[int64][]float64
+	merge MergeRule
 	// Keep is how many epochs behind the slowest partition contributions
 	// are kept (default keepEpochs).
 	Keep int64
+	// OnReadBack, if set, is told when versions older than those kept
+	// were read back from the log: from which epoch, how many records,
+	// and how long it took.
+	OnReadBack func(from int64, records int, took time.Duration)
 }
 
 // member is a partition's state in the log so far.
@@ -442,7 +455,7 @@ func NewGroupSync(log SyncLog, members []string, init []float64, rule MergeRule)
 	g := &GroupSync{
 		log: log, members: map[string]*member{},
 		contrib:   map[int64]map[string]Close{},
-		snapEpoch: math.MinInt64, snapV: slices.Clone(init),
+		snapEpoch: math.MinInt64, snapV: slices.Clone(init), init: slices.Clone(init),
 		cache: map[int64][]float64{}, merge: rule,
 	}
 	g.changed = sync.NewCond(&g.mu)
@@ -595,7 +608,7 @@ func (g *GroupSync) Version(ctx context.Context, e int64) ([]float64, error) {
 		g.changed.Wait()
 	}
 	if e < g.snapEpoch {
-		return nil, fmt.Errorf("encoder version %d is older than the oldest this instance keeps (%d): the partition's checkpoint is too old for the group's encoder log", e, g.snapEpoch)
+		return g.pastVersion(ctx, e)
 	}
 	if v, ok := g.cache[e]; ok {
 		return v, nil
@@ -603,6 +616,102 @@ func (g *GroupSync) Version(ctx context.Context, e int64) ([]float64, error) {
 	v := g.compute(e)
 	g.prune()
 	return v, nil
+}
+
+// pastVersions is a stretch of versions before the snapshot, read back
+// from the log: version from's weights, and the contributions of the
+// epochs [from, to).
+type pastVersions struct {
+	from, to int64
+	v        []float64
+	contrib  map[int64]map[string]Close
+}
+
+// pastVersion returns version e, older than the snapshot, for a partition
+// restored from a checkpoint made long before the slowest partition's
+// newest close (or before it went idle): from the stretch read back
+// before if it covers e, else by reading the log again. The log holds
+// every close (keyed by partition and the epoch it closes through), so
+// the version is the one computed when it was new: the initial weights
+// plus the merges of every epoch before e, in epoch order. It is called
+// with g.mu held and releases it while it reads.
+func (g *GroupSync) pastVersion(ctx context.Context, e int64) ([]float64, error) {
+	if p := g.past; p == nil || e < p.from || e > p.to {
+		// Epochs before ready are complete in the log by now: a partition
+		// that is idle resumes at the frontier, after them.
+		ready := int64(math.MaxInt64)
+		for _, m := range g.members {
+			if !m.idle {
+				ready = min(ready, m.through+1)
+			}
+		}
+		keep := g.Keep
+		if keep <= 0 {
+			keep = keepEpochs
+		}
+		to := min(e+keep, ready, g.snapEpoch)
+		g.mu.Unlock()
+		start := time.Now()
+		p, n, err := g.readPast(ctx, e, to)
+		g.mu.Lock()
+		if err != nil {
+			return nil, fmt.Errorf("encoder version %d, older than this instance keeps (%d), from the encoder log: %w", e, g.snapEpoch, err)
+		}
+		if g.OnReadBack != nil {
+			g.OnReadBack(e, n, time.Since(start))
+		}
+		g.past = p
+	}
+	p := g.past
+	var epochs []int64
+	for k := range p.contrib {
+		if k < e {
+			epochs = append(epochs, k)
+		}
+	}
+	slices.Sort(epochs)
+	for _, k := range epochs {
+		applyEpoch(p.v, p.contrib[k], g.merge)
+		delete(p.contrib, k)
+	}
+	p.from = e
+	return slices.Clone(p.v), nil
+}
+
+// readPast reads the log from its start: version from and the
+// contributions of the epochs [from, to), and the number of records read.
+func (g *GroupSync) readPast(ctx context.Context, from, to int64) (*pastVersions, int, error) {
+	contrib := map[int64]map[string]Close{}
+	n := 0
+	err := g.log.Replay(ctx, func(c Close) {
+		n++
+		if c.Delta == nil || c.Epoch >= to {
+			return
+		}
+		e := contrib[c.Epoch]
+		if e == nil {
+			e = map[string]Close{}
+			contrib[c.Epoch] = e
+		}
+		e[c.Partition] = c
+	})
+	if err != nil {
+		return nil, n, err
+	}
+	p := &pastVersions{from: from, to: to, v: slices.Clone(g.init), contrib: map[int64]map[string]Close{}}
+	var epochs []int64
+	for k, m := range contrib {
+		if k < from {
+			epochs = append(epochs, k)
+		} else {
+			p.contrib[k] = m
+		}
+	}
+	slices.Sort(epochs)
+	for _, k := range epochs {
+		applyEpoch(p.v, contrib[k], g.merge)
+	}
+	return p, n, nil
 }
 
 // keepEpochs is how many epochs behind the slowest partition the
@@ -678,7 +787,12 @@ func (g *GroupSync) prune() {
 
 // apply adds epoch k's merged contributions to v.
 func (g *GroupSync) apply(v []float64, k int64) {
-	m := g.contrib[k]
+	applyEpoch(v, g.contrib[k], g.merge)
+}
+
+// applyEpoch adds one epoch's merged contributions, m (per partition), to
+// v, the partitions in name order.
+func applyEpoch(v []float64, m map[string]Close, rule MergeRule) {
 	names := make([]string, 0, len(m))
 	total := 0
 	for n, c := range m {
@@ -689,7 +803,7 @@ func (g *GroupSync) apply(v []float64, k int64) {
 		return
 	}
 	sort.Strings(names)
-	scale := g.merge.Rate * float64(len(names)) / float64(total)
+	scale := rule.Rate * float64(len(names)) / float64(total)
 	for _, n := range names {
 		c := m[n]
 		w := scale * float64(c.Windows)
@@ -719,6 +833,17 @@ func (m *MemLog) Append(_ context.Context, c Close) error {
 	m.recs = append(m.recs, c)
 	for _, f := range m.subs {
 		f(c)
+	}
+	return nil
+}
+
+// Replay implements SyncLog.
+func (m *MemLog) Replay(_ context.Context, fn func(Close)) error {
+	m.mu.Lock()
+	recs := m.recs[:len(m.recs):len(m.recs)]
+	m.mu.Unlock()
+	for _, c := range recs {
+		fn(c)
 	}
 	return nil
 }

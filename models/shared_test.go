@@ -203,7 +203,8 @@ func TestSharedEncoderOneSpace(t *testing.T) {
 // TestSharedEncoderRestart: a partition that goes idle and resumes, and
 // crashes after that, restored from a checkpoint made before it went idle
 // (with the group's log, idle and resume records included), writes exactly
-// what the uninterrupted one does.
+// what the uninterrupted one does — also when the group no longer keeps
+// the checkpoint's versions in memory and reads them back from the log.
 func TestSharedEncoderRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -212,9 +213,10 @@ func TestSharedEncoderRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := ettPartition(t, "ett,p=0", 0, 300, 24, 40)
-	run := func(cut bool) ([]embRow, []byte) {
+	run := func(cut bool, keep int64) ([]embRow, []byte) {
 		log := &MemLog{}
 		g := NewGroupSync(log, []string{"t/0", "t/1"}, init, MergeRule{Rate: 1})
+		g.Keep = keep
 		// t/1 has no data: it goes idle whenever the frontier moves.
 		idle, err := NewSSL(sharedConfig("t/1", g))
 		if err != nil {
@@ -277,6 +279,12 @@ func TestSharedEncoderRestart(t *testing.T) {
 		if err := r.LoadState(binenc.NewReader(saved)); err != nil {
 			t.Fatal(err)
 		}
+		g.mu.Lock()
+		oldest := g.snapEpoch
+		g.mu.Unlock()
+		if keep == 1 && r.version >= oldest {
+			t.Fatalf("the checkpoint's version %d is still kept (oldest %d): the log is not read back", r.version, oldest)
+		}
 		more, err := runShared(ctx, r, recs[third/2:])
 		if err != nil {
 			t.Fatal(err)
@@ -288,23 +296,25 @@ func TestSharedEncoderRestart(t *testing.T) {
 		sortRows(all)
 		return all, state(r)
 	}
-	a, sa := run(false)
-	b, sb := run(true)
-	if len(a) != len(b) {
-		t.Fatalf("%d against %d embeddings", len(a), len(b))
-	}
-	for i := range a {
-		if a[i].version != b[i].version {
-			t.Fatalf("row %d: version %d against %d", i, a[i].version, b[i].version)
+	a, sa := run(false, 0)
+	for _, keep := range []int64{0, 1} {
+		b, sb := run(true, keep)
+		if len(a) != len(b) {
+			t.Fatalf("keep %d: %d against %d embeddings", keep, len(a), len(b))
 		}
-		for d := range a[i].emb {
-			if math.Float64bits(a[i].emb[d]) != math.Float64bits(b[i].emb[d]) {
-				t.Fatalf("row %d: embeddings differ after the restart", i)
+		for i := range a {
+			if a[i].version != b[i].version {
+				t.Fatalf("keep %d: row %d: version %d against %d", keep, i, a[i].version, b[i].version)
+			}
+			for d := range a[i].emb {
+				if math.Float64bits(a[i].emb[d]) != math.Float64bits(b[i].emb[d]) {
+					t.Fatalf("keep %d: row %d: embeddings differ after the restart", keep, i)
+				}
 			}
 		}
-	}
-	if !bytes.Equal(sa, sb) {
-		t.Fatal("the restarted learner's state differs from the uninterrupted one's")
+		if !bytes.Equal(sa, sb) {
+			t.Fatalf("keep %d: the restarted learner's state differs from the uninterrupted one's", keep)
+		}
 	}
 }
 

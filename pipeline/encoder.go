@@ -67,6 +67,18 @@ func (k *kafkaSyncLog) Subscribe(fn func(models.Close)) {
 	k.fn = fn
 }
 
+// Replay implements models.SyncLog.
+func (k *kafkaSyncLog) Replay(ctx context.Context, fn func(models.Close)) error {
+	return k.log.Scan(ctx, func(key string, value []byte) {
+		c, err := models.DecodeClose(value)
+		if err != nil {
+			k.bad(fmt.Errorf("encoder log record %q: %w", key, err))
+			return
+		}
+		fn(c)
+	})
+}
+
 // start reads the log to its end (delivering every record before it
 // returns), then follows it.
 func (k *kafkaSyncLog) start(ctx context.Context) error {
@@ -112,6 +124,10 @@ func (p *Pipeline) openSharedEncoder(ctx context.Context) (*sharedEncoder, error
 	g, err := newGroupSync(p.cfg, sl, members)
 	if err != nil {
 		return nil, err
+	}
+	g.OnReadBack = func(from int64, records int, took time.Duration) {
+		p.log.Info("encoder versions older than this instance keeps read back from the encoder topic",
+			"topic", bl.Topic(), "from_epoch", from, "records", records, "took", took.Round(time.Millisecond))
 	}
 	if err := sl.start(ctx); err != nil {
 		return nil, fmt.Errorf("read the encoder topic %s: %w", bl.Topic(), err)
