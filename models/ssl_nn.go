@@ -119,11 +119,10 @@ func gemm(ta, tb bool, alpha float64, a, b matrix, beta float64, c matrix) {
 		} else {
 			x = blas64.Vector{N: k, Inc: 1, Data: a.row(i)}
 		}
-		y := c.row(i)
-		if beta == 0 {
-			clear(y) // gonum's non-transposed Gemv scales y by beta: 0·NaN is NaN
-		}
-		blas64.Gemv(tB, alpha, B, x, beta, blas64.Vector{N: n, Inc: 1, Data: y})
+		// With beta 0, gonum's Gemv kernels (both transposes, assembly
+		// and pure Go) clear y rather than scale it: what y held, NaN
+		// included, does not matter.
+		blas64.Gemv(tB, alpha, B, x, beta, blas64.Vector{N: n, Inc: 1, Data: c.row(i)})
 	}
 }
 
