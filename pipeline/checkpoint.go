@@ -22,6 +22,8 @@ import (
 // never returns a body that was not completely written.
 type StateStore interface {
 	Load(ctx context.Context, topic string, partition int) (body []byte, ok bool, err error)
+	// Save stores body; it keeps no reference to it once it returns (the
+	// caller reuses the buffer).
 	Save(ctx context.Context, topic string, partition int, body []byte) error
 	// Where names a partition's checkpoint for messages (a path, a topic).
 	Where(topic string, partition int) string

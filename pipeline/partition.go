@@ -58,6 +58,7 @@ func (p *Pipeline) newPartition(id partitionID, store StateStore, commit ingest.
 	items := make(chan *item, cfg.Pipeline.MaxInflightBatches)
 	jobs := make(chan *writeJob, 2)
 	bufs := make(chan []byte, 4)
+	ckpts := make(chan []byte, 1)
 	pt := &partition{id: id, env: p.env, abort: make(chan struct{}), marks: &marks{}, items: items}
 	pt.win, err = newWindowStage(p.env, id, pt.marks, items, pt.abort)
 	if err != nil {
@@ -67,9 +68,10 @@ func (p *Pipeline) newPartition(id partitionID, store StateStore, commit ingest.
 	_, shared := learner.(models.Shared)
 	pt.win.idleMarkers = shared && p.se != nil
 	pt.learn = newLearnStage(p.env, id, learner, items, jobs, bufs, pt.abort)
+	pt.learn.ckpts = ckpts
 	pt.write = &writeStage{
 		env: p.env, id: id, sink: p.o.Sink, dlq: p.o.DeadLetters, store: store, commit: commit,
-		marks: pt.marks, in: jobs, bufs: bufs,
+		marks: pt.marks, in: jobs, bufs: bufs, ckpts: ckpts,
 	}
 	return pt, nil
 }

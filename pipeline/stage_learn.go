@@ -41,8 +41,11 @@ type learnStage struct {
 	enc      *sinks.Encoder
 	in       <-chan *item
 	out      chan<- *writeJob
-	// bufs returns line buffers the writing stage is done with.
+	// bufs returns line buffers the writing stage is done with; ckpts,
+	// the checkpoint buffer (a partition's state is large, and a fresh
+	// buffer each time costs page faults).
 	bufs   <-chan []byte
+	ckpts  <-chan []byte
 	abort  <-chan struct{}
 	failed error
 	// waitCtx ends the learner's waits for the group (a shared encoder's
@@ -144,7 +147,15 @@ func (s *learnStage) learnItem(ctx context.Context, it *item) error {
 		// The state now is the state after every message before it.next:
 		// the learner has seen every window the windowing stage emitted
 		// before taking the snapshot.
-		w := binenc.Writer{B: make([]byte, 0, s.ckptSize+s.ckptSize/8)} // sized by the last one
+		var w binenc.Writer
+		select {
+		case w.B = <-s.ckpts:
+		default:
+		}
+		if want := s.ckptSize + s.ckptSize/8; cap(w.B) < want { // sized by the last one
+			w.B = make([]byte, 0, want)
+		}
+		w.B = w.B[:0]
 		s.appendCheckpoint(&w, it.snapshot, it.next)
 		job.ckpt = w.B
 		s.ckptSize = len(w.B)

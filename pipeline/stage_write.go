@@ -31,8 +31,10 @@ type writeStage struct {
 	commit ingest.Committer
 	marks  *marks
 	in     <-chan *writeJob
-	// bufs takes back line buffers for the learning stage to reuse.
-	bufs chan<- []byte
+	// bufs takes back line buffers for the learning stage to reuse; ckpts,
+	// checkpoint buffers (the store keeps none after Save).
+	bufs  chan<- []byte
+	ckpts chan<- []byte
 }
 
 // run writes every job until the channel is closed. After a failure (ctx
@@ -96,6 +98,10 @@ func (s *writeStage) write(ctx context.Context, job *writeJob) error {
 		return s.store.Save(ctx, s.id.topic, s.id.part, job.ckpt)
 	}); err != nil {
 		return err
+	}
+	select {
+	case s.ckpts <- job.ckpt:
+	default:
 	}
 	now := s.env.clock.Now()
 	m.Checkpoints.Inc()

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,7 +92,7 @@ func (f *fakeStore) Save(_ context.Context, topic string, part int, body []byte)
 	if f.body == nil {
 		f.body = map[string][]byte{}
 	}
-	f.body[fmt.Sprint(topic, part)] = body
+	f.body[fmt.Sprint(topic, part)] = bytes.Clone(body) // the caller reuses body
 	f.mu.Unlock()
 	f.j.add("checkpoint")
 	return nil
