@@ -169,6 +169,7 @@ const (
 	methodNNCos      = "1-NN cosine on pooled embeddings"
 	methodProbe      = "linear probe (ridge, LOO-CV) on pooled embeddings"
 	methodLogReg     = "linear probe (logistic, 5-fold CV) on pooled embeddings"
+	methodSVM        = "SVM probe (RBF kernel, C by 5-fold CV; TS2Vec's protocol) on pooled embeddings"
 	methodNNRaw      = "1-NN Euclidean on raw series"
 	methodMiniRocket = "MiniRocket (10k PPV features, ridge LOO-CV)"
 )
@@ -198,7 +199,7 @@ func RunRepr(o ReprOptions, sets []UCRSet) (*ReprResult, error) {
 	res := &ReprResult{
 		MiniRocketSeed: o.MiniRocketSeed,
 		Protocol: "unsupervised training on the train series; frozen embeddings pooled per series; " +
-			"test accuracy of 1-NN (cosine) and of linear probes (ridge, logistic) fitted on the train embeddings, " +
+			"test accuracy of 1-NN (cosine), of linear probes (ridge, logistic) and of an RBF SVM fitted on the train embeddings, " +
 			"mean over the learner's seeds; baselines in the same run: 1-NN Euclidean on the raw series, " +
 			"MiniRocket (Dempster et al. 2021) with its ridge classifier; published figures from the anchors file",
 	}
@@ -262,6 +263,7 @@ func runReprSet(o ReprOptions, set UCRSet, published []ReprFigure) (*ReprSet, er
 		{Method: methodNNCos, Kind: "learner"},
 		{Method: methodProbe, Kind: "learner"},
 		{Method: methodLogReg, Kind: "learner"},
+		{Method: methodSVM, Kind: "learner"},
 	}
 	perSeed := make([][]float64, len(learner))
 	for s := range o.Seeds {
@@ -279,6 +281,7 @@ func runReprSet(o ReprOptions, set UCRSet, published []ReprFigure) (*ReprSet, er
 			nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, cosineDist),
 			ridgeAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels),
 			logregAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels),
+			svmAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels),
 		} {
 			perSeed[i] = append(perSeed[i], acc)
 		}
@@ -624,6 +627,7 @@ var reprColumns = func() []reprColumn {
 		{"cos", methodNNCos, "learner"},
 		{"ridge", methodProbe, "learner"},
 		{"logreg", methodLogReg, "learner"},
+		{"svm", methodSVM, "learner"},
 		{"raw ED", methodNNRaw, "baseline"},
 		{"MiniRocket", methodMiniRocket, "baseline"},
 	}
