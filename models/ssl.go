@@ -132,7 +132,7 @@ func DefaultSSLConfig(name string, length, stride int) SSLConfig {
 		MaskMin:             0.1,
 		MaskMax:             0.6,
 		ImputeTrainPoints:   4,
-		ImputeEvery:         1,
+		ImputeEvery:         2,
 		EmbedEvery:          1,
 		TrainEvery:          1,
 		Epoch:               24 * 3600e9,
