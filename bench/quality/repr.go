@@ -131,7 +131,7 @@ type ReprSet struct {
 	Figures []ReprFigure `json:"figures"`
 	// LearnerSeconds is the learner's wall time per seed (mean):
 	// unsupervised training, embedding the train and test series, and the
-	// three classifiers. MiniRocketSeconds is MiniRocket's: transform,
+	// four classifiers. MiniRocketSeconds is MiniRocket's: transform,
 	// ridge classifier and prediction. Seconds is the whole set's.
 	LearnerSeconds    float64 `json:"learner_seconds"`
 	MiniRocketSeconds float64 `json:"minirocket_seconds,omitempty"`
