@@ -769,7 +769,7 @@ func (r *ReprResult) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "%-10s  %s%s\n", c.short, c.method, what)
 	}
-	fmt.Fprintf(w, "%-10s  %s\n", "learner s", "learner's wall time per seed: training, embedding, the three classifiers")
+	fmt.Fprintf(w, "%-10s  %s\n", "learner s", "learner's wall time per seed: training, embedding, the four classifiers")
 	fmt.Fprintf(w, "%-10s  %s\n", "MR s", "MiniRocket's wall time: transform, ridge classifier, prediction")
 	fmt.Fprintf(w, "%-10s  %s\n", "(n)", "a mean over the n sets that have the figure")
 	return nil
