@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/broker"
 	"github.com/tsrep/tsrep/internal/testenv"
@@ -21,13 +20,7 @@ import (
 // however long ago the follower read them.
 func TestBlobLogFollowAndScan(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	b := testenv.StartBroker(t, broker.Options{Partitions: 1})
-	cfg := config.Default().Kafka
-	cfg.Brokers = []string{b.Addr()}
-	c, err := ingest.NewCluster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCluster(t, broker.Options{Partitions: 1})
 	l, err := c.BlobLog(ctx, "g-log", slog.Default())
 	if err != nil {
 		t.Fatal(err)

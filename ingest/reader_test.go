@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/broker"
 	"github.com/tsrep/tsrep/internal/testenv"
@@ -21,13 +20,7 @@ import (
 // the log's end without a PastEnd, and reads the records from there.
 func TestReaderOffsetPastEnd(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	b := testenv.StartBroker(t, broker.Options{Partitions: 1, Topics: []string{"in"}})
-	cfg := config.Default().Kafka
-	cfg.Brokers = []string{b.Addr()}
-	c, err := ingest.NewCluster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCluster(t, broker.Options{Partitions: 1, Topics: []string{"in"}})
 	produce := func(from, n int) {
 		recs := make([]ingest.Record, n)
 		for i := range recs {

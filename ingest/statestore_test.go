@@ -12,6 +12,20 @@ import (
 	"github.com/tsrep/tsrep/internal/testenv"
 )
 
+// testCluster starts a broker with options o and returns a cluster
+// client of it with the default Kafka settings.
+func testCluster(t *testing.T, o broker.Options) *ingest.Cluster {
+	t.Helper()
+	b := testenv.StartBroker(t, o)
+	cfg := config.Default().Kafka
+	cfg.Brokers = []string{b.Addr()}
+	c, err := ingest.NewCluster(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func randomBody(r *rand.Rand, n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -27,13 +41,7 @@ func randomBody(r *rand.Rand, n int) []byte {
 // finds the newest.
 func TestKafkaStateStore(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	b := testenv.StartBroker(t, broker.Options{Partitions: 2})
-	cfg := config.Default().Kafka
-	cfg.Brokers = []string{b.Addr()}
-	c, err := ingest.NewCluster(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCluster(t, broker.Options{Partitions: 2})
 	s, err := c.StateStore(ctx, "g-state", 2)
 	if err != nil {
 		t.Fatal(err)

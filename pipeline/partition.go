@@ -67,8 +67,7 @@ func (p *Pipeline) newPartition(id partitionID, store StateStore, commit ingest.
 	pt.win.persist = store != nil
 	_, shared := learner.(models.Shared)
 	pt.win.idleMarkers = shared && p.se != nil
-	pt.learn = newLearnStage(p.env, id, learner, items, jobs, bufs, pt.abort)
-	pt.learn.ckpts = ckpts
+	pt.learn = newLearnStage(p.env, id, learner, items, jobs, bufs, ckpts, pt.abort)
 	pt.write = &writeStage{
 		env: p.env, id: id, sink: p.o.Sink, dlq: p.o.DeadLetters, store: store, commit: commit,
 		marks: pt.marks, in: jobs, bufs: bufs, ckpts: ckpts,

@@ -54,10 +54,10 @@ type learnStage struct {
 	waitCtx context.Context
 }
 
-func newLearnStage(env *stageEnv, id partitionID, learner models.Learner, in <-chan *item, out chan<- *writeJob, bufs <-chan []byte, abort <-chan struct{}) *learnStage {
+func newLearnStage(env *stageEnv, id partitionID, learner models.Learner, in <-chan *item, out chan<- *writeJob, bufs, ckpts <-chan []byte, abort <-chan struct{}) *learnStage {
 	cfg := env.cfg
 	s := &learnStage{
-		env: env, id: id, learner: learner, in: in, out: out, bufs: bufs, abort: abort, waitCtx: context.Background(),
+		env: env, id: id, learner: learner, in: in, out: out, bufs: bufs, ckpts: ckpts, abort: abort, waitCtx: context.Background(),
 		preq: models.NewPrequential(cfg.Window.MaxSeries),
 		enc:  sinks.NewEncoder(cfg.Influx.MeasurementPrefix, cfg.Window.MaxSeries, env.extraTags...),
 	}

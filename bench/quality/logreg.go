@@ -2,7 +2,6 @@ package quality
 
 import (
 	"math"
-	"sort"
 
 	"gonum.org/v1/gonum/floats"
 )
@@ -16,18 +15,7 @@ import (
 func logregAccuracy(train [][]float64, trainLab []string, test [][]float64, testLab []string) float64 {
 	train, test = unitRows(train), unitRows(test)
 	n, d := len(train), len(train[0])
-	var classes []string
-	idx := map[string]int{}
-	for _, l := range trainLab {
-		if _, ok := idx[l]; !ok {
-			idx[l] = 0
-			classes = append(classes, l)
-		}
-	}
-	sort.Strings(classes)
-	for i, c := range classes {
-		idx[c] = i
-	}
+	classes, y := classIndex(trainLab)
 	k := len(classes)
 	mean := make([]float64, d)
 	for _, x := range train {
@@ -52,10 +40,6 @@ func logregAccuracy(train [][]float64, trainLab []string, test [][]float64, test
 		return out
 	}
 	X, T := prep(train), prep(test)
-	y := make([]int, n)
-	for i, l := range trainLab {
-		y[i] = idx[l]
-	}
 	predict := func(w []float64, x []float64) int {
 		best, bv := 0, math.Inf(-1)
 		for c := 0; c < k; c++ {
@@ -99,14 +83,7 @@ func logregAccuracy(train [][]float64, trainLab []string, test [][]float64, test
 		lambda := math.Pow(10, float64(e)/2)
 		right := 0
 		for f := 0; f < 5; f++ {
-			var tr, va []int
-			for i := 0; i < n; i++ {
-				if i%5 == f {
-					va = append(va, i)
-				} else {
-					tr = append(tr, i)
-				}
-			}
+			tr, va := fold(n, 5, f)
 			w := fit(tr, lambda)
 			for _, i := range va {
 				if predict(w, X[i]) == y[i] {

@@ -226,6 +226,19 @@ func classIndex(labels []string) (classes []string, y []int) {
 	return classes, y
 }
 
+// fold splits the rows 0…n-1 for fold f of k-fold cross-validation by
+// index: row i is validated in fold i mod k, trained on in the others.
+func fold(n, k, f int) (train, val []int) {
+	for i := 0; i < n; i++ {
+		if i%k == f {
+			val = append(val, i)
+		} else {
+			train = append(train, i)
+		}
+	}
+	return train, val
+}
+
 // unitRows returns copies of the vectors scaled to unit length (the
 // geometry cosine similarity sees).
 func unitRows(x [][]float64) [][]float64 {

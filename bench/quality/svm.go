@@ -1,9 +1,6 @@
 package quality
 
-import (
-	"math"
-	"sort"
-)
+import "math"
 
 // svmAccuracy fits a support vector machine with a Gaussian (RBF) kernel
 // on the train vectors and returns its test accuracy: the probe TS2Vec,
@@ -19,22 +16,7 @@ import (
 func svmAccuracy(train [][]float64, trainLab []string, test [][]float64, testLab []string) float64 {
 	train, test = unitRows(train), unitRows(test)
 	n, d := len(train), len(train[0])
-	var classes []string
-	idx := map[string]int{}
-	for _, l := range trainLab {
-		if _, ok := idx[l]; !ok {
-			idx[l] = 0
-			classes = append(classes, l)
-		}
-	}
-	sort.Strings(classes)
-	for i, c := range classes {
-		idx[c] = i
-	}
-	y := make([]int, n)
-	for i, l := range trainLab {
-		y[i] = idx[l]
-	}
+	classes, y := classIndex(trainLab)
 	var mean, sq float64
 	for _, x := range train {
 		for _, v := range x {
@@ -74,14 +56,7 @@ func svmAccuracy(train [][]float64, trainLab []string, test [][]float64, testLab
 		C := math.Pow(10, float64(e))
 		right := 0
 		for f := 0; f < 5; f++ {
-			var tr, va []int
-			for i := 0; i < n; i++ {
-				if i%5 == f {
-					va = append(va, i)
-				} else {
-					tr = append(tr, i)
-				}
-			}
+			tr, va := fold(n, 5, f)
 			m := fitSVM(K, n, y, len(classes), tr, C)
 			for _, i := range va {
 				if m.predict(func(j int) float64 { return K[i*n+j] }) == y[i] {
