@@ -46,19 +46,21 @@ type PartitionReader struct {
 	// PastEnd resolves where to continue when the next offset is past the
 	// log's end (the policy of kafka.start); nil continues at the end.
 	PastEnd func(ctx context.Context) (int64, error)
-	// StallCheck is how long a fetch waits before the reader checks that
-	// its offset is still inside the log (0: 30s): between StallCheck/2
-	// and StallCheck, as the fetches share one deadline, renewed once half
-	// of it has passed (a context per record cost more than the rest of
-	// the fetch).
+	// StallCheck is how long the reader waits for a record before it
+	// checks that its offset is still inside the log (0: 30s): between
+	// StallCheck and twice that after the last record. The fetches share
+	// one deadline, StallCheck from when it was set; when it passes with
+	// records read since, it is set anew without a check. Neither a context
+	// nor a clock reading per record: at a million records a second, each
+	// cost more than the rest of the fetch.
 	StallCheck time.Duration
 	checked    bool
-	// The fetches' shared deadline: derived from parent, renewed after
-	// renewAt.
+	// The fetches' shared deadline, derived from parent; read says a
+	// record came since it was set.
 	fctx    context.Context
 	fcancel context.CancelFunc
 	parent  context.Context
-	renewAt time.Time
+	read    bool
 	// failed says the backoff has grown since the last record.
 	failed bool
 	// lastErr is when a fetch last failed (Unix ns; 0: never).
@@ -108,6 +110,7 @@ func (s *PartitionReader) Fetch(ctx context.Context) (Message, error) {
 		m, err := s.r.FetchMessage(s.fetchContext(ctx, stall))
 		if err == nil {
 			s.next = m.Offset + 1
+			s.read = true
 			if s.failed {
 				s.bo.Reset()
 				s.failed = false
@@ -117,11 +120,15 @@ func (s *PartitionReader) Fetch(ctx context.Context) (Message, error) {
 				Time: m.Time, Key: m.Key, Value: m.Value,
 			}, nil
 		}
+		read := s.read
 		s.dropFetchContext()
 		if ctx.Err() != nil {
 			return Message{}, ctx.Err()
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
+			if read {
+				continue // records came within the deadline: not a stall
+			}
 			// Nothing for a while: a quiet partition, or an offset that
 			// points past a log that was recreated. Check which.
 			s.checked = false
@@ -136,14 +143,13 @@ func (s *PartitionReader) Fetch(ctx context.Context) (Message, error) {
 }
 
 // fetchContext returns the fetches' shared context: ctx with a deadline
-// stall from when it was made, made anew once half of that has passed or
-// when ctx is another context.
+// stall from when it was made, made anew when ctx is another context or
+// after a fetch failed.
 func (s *PartitionReader) fetchContext(ctx context.Context, stall time.Duration) context.Context {
-	now := time.Now()
-	if s.fctx == nil || s.parent != ctx || now.After(s.renewAt) {
+	if s.fctx == nil || s.parent != ctx {
 		s.dropFetchContext()
-		s.fctx, s.fcancel = context.WithDeadline(ctx, now.Add(stall))
-		s.parent, s.renewAt = ctx, now.Add(stall/2)
+		s.fctx, s.fcancel = context.WithTimeout(ctx, stall)
+		s.parent, s.read = ctx, false
 	}
 	return s.fctx
 }

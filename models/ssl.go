@@ -123,7 +123,7 @@ func DefaultSSLConfig(name string, length, stride int) SSLConfig {
 		KeepShare:           0.5,
 		ARLags:              max(1, min(24, length-2)),
 		Forgettings:         []float64{0.99, 0.999, 0.9999},
-		SeasonalForgettings: []float64{0.999, 0.9999},
+		SeasonalForgettings: []float64{0.9999},
 		SeasonalCycles:      7,
 		MixRate:             2,
 		MixDecay:            0.995,
