@@ -82,6 +82,12 @@ type ReprOptions struct {
 	// sharing one encoder, as a consumer group's partitions do (see
 	// repr_shared.go); 0 or 1: one learner.
 	Partitions int
+	// EpochPoints is the length of the partitions' encoder epoch, in
+	// points of a series (the harness places one point per second of
+	// event time; 0: a quarter of a pass, at least a window). MergeRate
+	// is the merge's scale (model.merge_rate; 0: 1).
+	EpochPoints int
+	MergeRate   float64
 	// MiniRocketSeed seeds MiniRocket's choice of series for its biases.
 	MiniRocketSeed uint64
 	// Anchors is a CSV of published accuracies (see ReadAnchors); empty:

@@ -29,8 +29,9 @@ import (
 //
 // Each pass over the series (the training passes, then embedding the train
 // and the test series with training off) is a stretch of event time after
-// the previous one, one second per point; a pass spans about four epochs,
-// so that the encoder is merged several times a pass.
+// the previous one, one second per point; a pass spans about four epochs
+// (or EpochPoints points an epoch), so that the encoder is merged several
+// times a pass.
 
 // sharedWindow is a window embedding of an embedding pass.
 type sharedWindow struct {
@@ -52,6 +53,13 @@ func embedShared(o ReprOptions, train, test *dataset.UCR, mcfg models.SSLConfig,
 	const second = int64(time.Second)
 	span := int64(longest+2*L) * second // one pass, and a gap after it
 	mcfg.Epoch = max(int64(L)*second, (span+3)/4)
+	if o.EpochPoints > 0 {
+		mcfg.Epoch = int64(o.EpochPoints) * second
+	}
+	rate := o.MergeRate
+	if rate == 0 {
+		rate = 1
+	}
 	mcfg.MaxSeries = max(mcfg.MaxSeries, nSeries*(passes+2))
 	members := make([]string, N)
 	for p := range members {
@@ -61,7 +69,7 @@ func embedShared(o ReprOptions, train, test *dataset.UCR, mcfg models.SSLConfig,
 	if err != nil {
 		return nil, err
 	}
-	g := models.NewGroupSync(&models.MemLog{}, members, init, models.MergeRule{Rate: 1})
+	g := models.NewGroupSync(&models.MemLog{}, members, init, models.MergeRule{Rate: rate})
 
 	partOf := func(i int) int { return ingest.PartitionOf(fmt.Appendf(nil, "ucr,id=%d", i), N) }
 	type pass struct {

@@ -192,6 +192,8 @@ func newBenchReprCmd() *cobra.Command {
 	f.IntVar(&o.Pyramid, "pyramid", 4, "levels of the temporal pooling pyramid (1: mean and max over the series)")
 	f.IntVar(&o.Seeds, "seeds", 1, "train and evaluate the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
 	f.IntVar(&o.Partitions, "partitions", 1, "learn over this many partition learners sharing one encoder, merged every epoch as a consumer group's partitions are (each series in the partition its id hashes to)")
+	f.IntVar(&o.EpochPoints, "epoch-points", 0, "with --partitions: the encoder epoch in points of a series, one point a second (default: a quarter of a pass, at least a window)")
+	f.Float64Var(&o.MergeRate, "merge-rate", 1, "with --partitions: scale of each merge (model.merge_rate)")
 	f.Uint64Var(&o.MiniRocketSeed, "minirocket-seed", 1, "seed of MiniRocket's biases")
 	f.StringVar(&o.Anchors, "anchors", "", "CSV of published accuracies (default: ANCHORS.csv in the folder holding the set folders, if there)")
 	return cmd
