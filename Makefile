@@ -56,7 +56,7 @@ demo: $(INFLUXD) build
 	scripts/with-influxd.sh --keep sh -c 'bin/tsrep demo --influx-url "$$TSREP_INFLUX_URL"'
 
 ## bench: hot-path micro-benchmarks (allocations per point), learner kernels, then the end-to-end
-## throughput benchmark (5M points, 1000 series, 4 partitions) against a local influxd
+## throughput benchmark (5M points, 1000 series, 4 partitions; phases (a)-(e), (e) without anomaly scores) against a local influxd
 BENCHFLAGS ?=
 bench: $(INFLUXD) build
 	$(GO) test -run '^$$' -bench . -benchmem ./ingest ./windowing ./sinks ./models

@@ -113,12 +113,15 @@ type Result struct {
 	RatioB     float64 `json:"ratio_b_a"`
 	RatioC     float64 `json:"ratio_c_a"`
 	RatioD     float64 `json:"ratio_d_a"`
-	Stages     []Stage `json:"stages,omitempty"`
+	// RatioE is (e)/(a), (c) without anomaly scores (0: not measured,
+	// when (c) scores none).
+	RatioE float64 `json:"ratio_e_a,omitempty"`
+	Stages []Stage `json:"stages,omitempty"`
 }
 
 const topic = "bench"
 
-// Run preloads the topic and measures the three phases.
+// Run preloads the topic and measures the phases.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Series < 1 || o.Points < o.Series {
 		return nil, fmt.Errorf("need at least one point per series (%d points, %d series)", o.Points, o.Series)
@@ -140,6 +143,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Model != "ssl" {
 		outputs = "forecasts" // rls has no encoder
 	}
+	cBase, err := o.baseConfig()
+	if err != nil {
+		return nil, err
+	}
+	scored := cBase.Anomaly.Enabled && o.Model != "none"
+	if scored {
+		outputs += ", anomaly scores"
+	}
+	noAnomaly := func(c *config.Config) { c.Anomaly.Enabled = false }
 	phases := []struct {
 		name, what string
 		args       func() ([]string, *config.Config, error)
@@ -148,14 +160,22 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return []string{"bench", "consume", "--brokers", b.Addr(), "--topic", topic, "--group", "bench-a"}, nil, nil
 		}},
 		{"b", "tsrep, learning off (decode, window, Arrow, training counts to InfluxDB)", func() ([]string, *config.Config, error) {
-			return o.runArgs(b.Addr(), "bench-b", "none", "", "off")
+			return o.runArgs(b.Addr(), "bench-b", "none", "", "off", nil)
 		}},
 		{"c", "tsrep in full (" + o.Model + " learner, " + outputs + ", InfluxDB)", func() ([]string, *config.Config, error) {
-			return o.runArgs(b.Addr(), "bench-c", o.Model, o.CPUProfile, "off")
+			return o.runArgs(b.Addr(), "bench-c", o.Model, o.CPUProfile, "off", nil)
 		}},
 		{"d", "(c) with kafka.repartition = always (repartition stage, then learning from the internal topic)", func() ([]string, *config.Config, error) {
-			return o.runArgs(b.Addr(), "bench-d", o.Model, "", "always")
+			return o.runArgs(b.Addr(), "bench-d", o.Model, "", "always", nil)
 		}},
+	}
+	if scored {
+		phases = append(phases, struct {
+			name, what string
+			args       func() ([]string, *config.Config, error)
+		}{"e", "(c) without anomaly scores (anomaly.enabled = false): what the score costs", func() ([]string, *config.Config, error) {
+			return o.runArgs(b.Addr(), "bench-e", o.Model, "", "off", noAnomaly)
+		}})
 	}
 	for _, ph := range phases {
 		args, cfg, err := ph.args()
@@ -183,6 +203,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.RatioB = res.Phases[1].PointsPerSec / res.Phases[0].PointsPerSec
 	res.RatioC = res.Phases[2].PointsPerSec / res.Phases[0].PointsPerSec
 	res.RatioD = res.Phases[3].PointsPerSec / res.Phases[0].PointsPerSec
+	if len(res.Phases) > 4 {
+		res.RatioE = res.Phases[4].PointsPerSec / res.Phases[0].PointsPerSec
+	}
 	if o.CPUProfile != "" {
 		st, err := StageProfile(o.CPUProfile)
 		if err != nil {
@@ -193,15 +216,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-// runArgs writes the config of (b), (c) or (d) and returns its command
-// line.
-func (o Options) runArgs(brokerAddr, group, kind, cpuProfile, repartition string) ([]string, *config.Config, error) {
-	c := config.Default()
+// baseConfig is the configuration (b) to (e) start from.
+func (o Options) baseConfig() (config.Config, error) {
 	if o.Config != "" {
-		var err error
-		if c, err = config.Load(o.Config); err != nil {
-			return nil, nil, err
-		}
+		return config.Load(o.Config)
+	}
+	return config.Default(), nil
+}
+
+// runArgs writes the config of (b) to (e), changed by edit if not nil,
+// and returns its command line.
+func (o Options) runArgs(brokerAddr, group, kind, cpuProfile, repartition string, edit func(*config.Config)) ([]string, *config.Config, error) {
+	c, err := o.baseConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	if edit != nil {
+		edit(&c)
 	}
 	c.Kafka.Brokers = []string{brokerAddr}
 	c.Kafka.Topics = []string{topic}

@@ -107,7 +107,11 @@ func printThroughput(r *throughput.Result) {
 	tw.Flush()
 	fmt.Printf("(CPU s: the phase's process; broker CPU s: the embedded broker's, in this process; influxd CPU s: the\n" +
 		"InfluxDB server's, when its process id is known; each over the phase's run. cores busy: their sum per second.)\n")
-	fmt.Printf("\n(b)/(a) = %.2f, (c)/(a) = %.2f, (d)/(a) = %.2f\n", r.RatioB, r.RatioC, r.RatioD)
+	fmt.Printf("\n(b)/(a) = %.2f, (c)/(a) = %.2f, (d)/(a) = %.2f", r.RatioB, r.RatioC, r.RatioD)
+	if r.RatioE > 0 {
+		fmt.Printf(", (e)/(a) = %.2f", r.RatioE)
+	}
+	fmt.Println()
 	for _, p := range r.Phases {
 		if p.RepartitionSeconds > 0 {
 			fmt.Printf("(%s): the repartition stage wrote the input to the internal topic in %.2fs (%.0f points/s), then the learning pipeline read it\n",
