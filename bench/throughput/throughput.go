@@ -152,10 +152,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		outputs += ", anomaly scores"
 	}
 	noAnomaly := func(c *config.Config) { c.Anomaly.Enabled = false }
-	phases := []struct {
+	type phase struct {
 		name, what string
 		args       func() ([]string, *config.Config, error)
-	}{
+	}
+	phases := []phase{
 		{"a", "bare kafka-go consumer (fetch, discard, commit)", func() ([]string, *config.Config, error) {
 			return []string{"bench", "consume", "--brokers", b.Addr(), "--topic", topic, "--group", "bench-a"}, nil, nil
 		}},
@@ -170,10 +171,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}},
 	}
 	if scored {
-		phases = append(phases, struct {
-			name, what string
-			args       func() ([]string, *config.Config, error)
-		}{"e", "(c) without anomaly scores (anomaly.enabled = false): what the score costs", func() ([]string, *config.Config, error) {
+		phases = append(phases, phase{"e", "(c) without anomaly scores (anomaly.enabled = false): what the score costs", func() ([]string, *config.Config, error) {
 			return o.runArgs(b.Addr(), "bench-e", o.Model, "", "off", noAnomaly)
 		}})
 	}
