@@ -198,11 +198,14 @@ type Model struct {
 	// version r, the merge of what every partition learnt in the epochs
 	// before it.
 	Epoch Duration `toml:"epoch"`
-	// MergeRate scales the merge of an epoch's contributions into the next
-	// encoder version: the partitions' updates weighted by their share of
-	// the epoch's training windows, times MergeRate × the number of
-	// contributing partitions (1: as if the updates were made one after
-	// the other; 1/partitions would be federated averaging).
+	// Merge is how an epoch's contributions become the next encoder
+	// version (ssl): "mean", federated averaging of the partitions'
+	// updates (each weighted by its share of the epoch's training
+	// windows), every partition stepping on train_batch/partitions
+	// windows (at least 16); or "sum", their sum, every partition stepping
+	// on train_batch windows (see models.MergeRule).
+	Merge string `toml:"merge"`
+	// MergeRate scales the merge.
 	MergeRate float64 `toml:"merge_rate"`
 	// SyncIdle is how long a partition that has read all of its log waits
 	// for new records before it closes its epoch, so that the group does
@@ -400,6 +403,7 @@ func Default() Config {
 			EmbedEvery:     128,
 			TrainEvery:     512,
 			Epoch:          Duration{24 * time.Hour},
+			Merge:          "mean",
 			MergeRate:      1,
 			SyncIdle:       Duration{30 * time.Second},
 		},
@@ -596,6 +600,9 @@ func (c *Config) Validate() error {
 		}
 		if m.Epoch.Duration < time.Second {
 			bad("model.epoch: %s is too short; use at least 1s of event time", m.Epoch)
+		}
+		if m.Merge != "mean" && m.Merge != "sum" {
+			bad("model.merge: %q must be \"mean\" or \"sum\"", m.Merge)
 		}
 		if !(m.MergeRate > 0 && m.MergeRate <= 1) {
 			bad("model.merge_rate: %v must be in (0, 1]", m.MergeRate)

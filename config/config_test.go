@@ -50,6 +50,7 @@ func TestValidateNamesTheKey(t *testing.T) {
 	f("[kafka]\nformat = \"xml\"", "kafka.format")
 	f("[kafka]\nbrokers = []", "kafka.brokers")
 	f("[model]\norder = 64", "model.order")
+	f("[model]\nmerge = \"median\"", "model.merge")
 	f("[influx]\nurl = \"localhost:8086\"", "influx.url")
 	f("[log]\nlevel = \"loud\"", "log.level")
 	f("[influx]\ngzip = \"sometimes\"", "influx.gzip")

@@ -440,13 +440,43 @@ type member struct {
 }
 
 // MergeRule says how an epoch's contributions become the change of the
-// version: each partition's delta weighted by its share of the epoch's
-// training windows, times Rate·(number of contributing partitions). Rate
-// 1 applies the partitions' updates as if made one after the other on the
-// same data (their sum when they trained on as many windows each); Rate
-// 1/contributors would be federated averaging.
+// version.
+//
+// The mean (the default) is federated averaging (McMahan et al. 2017):
+// the partitions' deltas, each weighted by its share of the epoch's
+// training windows, times Rate. Each partition then steps on
+// PartitionBatch windows, train_batch split over the partitions, so that
+// the group's step is one of train_batch windows, however many steps a
+// partition takes in an epoch: when it takes one, the merge is the step
+// one learner would take on the union of the partitions' batches (up to
+// Adam's per-partition moments); when it takes many, the partitions'
+// paths are averaged, which stays near that learner's path where the sum
+// would overshoot it (README, Design: one representation space).
+//
+// Sum applies the same weighted deltas times the number of contributing
+// partitions, as if the updates were made one after the other on the same
+// data: right when a partition takes at most one step an epoch, and an
+// overshoot by up to the number of partitions when it takes many.
 type MergeRule struct {
+	Sum  bool
 	Rate float64
+}
+
+// minPartitionBatch is the smallest optimiser step of a partition under
+// the mean merge: the contrastive objectives' negatives are the step's
+// other windows.
+const minPartitionBatch = 16
+
+// PartitionBatch is the optimiser step, in windows, of each of a group of
+// partitions whose learner is configured with trainBatch: trainBatch split
+// over the partitions under the mean merge (at least minPartitionBatch,
+// so that beyond trainBatch/minPartitionBatch partitions the group's step
+// is larger than trainBatch), trainBatch under the sum.
+func (r MergeRule) PartitionBatch(trainBatch, partitions int) int {
+	if r.Sum || partitions <= 1 {
+		return trainBatch
+	}
+	return max(min(trainBatch, minPartitionBatch), (trainBatch+partitions-1)/partitions)
 }
 
 // NewGroupSync shares an encoder whose initial weights are init between
@@ -803,7 +833,10 @@ func applyEpoch(v []float64, m map[string]Close, rule MergeRule) {
 		return
 	}
 	sort.Strings(names)
-	scale := rule.Rate * float64(len(names)) / float64(total)
+	scale := rule.Rate / float64(total)
+	if rule.Sum {
+		scale *= float64(len(names))
+	}
 	for _, n := range names {
 		c := m[n]
 		w := scale * float64(c.Windows)

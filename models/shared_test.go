@@ -338,3 +338,52 @@ func TestCloseRecordRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeRule: the mean merge adds the partitions' deltas weighted by
+// their share of the epoch's training windows, the sum that times the
+// number of contributors, both scaled by Rate; an epoch's partition order
+// does not matter; and the mean splits train_batch over the partitions.
+func TestMergeRule(t *testing.T) {
+	m := map[string]Close{
+		"t/1": {Partition: "t/1", Windows: 30, Delta: []float64{1, 0}},
+		"t/0": {Partition: "t/0", Windows: 10, Delta: []float64{0, 4}},
+		"t/2": {Partition: "t/2", Windows: 0, Delta: []float64{100, 100}}, // learnt nothing: no weight
+	}
+	for _, c := range []struct {
+		rule MergeRule
+		want [2]float64
+	}{
+		{MergeRule{Rate: 1}, [2]float64{30.0 / 40, 4 * 10.0 / 40}},
+		{MergeRule{Rate: 0.5}, [2]float64{0.5 * 30 / 40, 0.5 * 4 * 10 / 40}},
+		{MergeRule{Sum: true, Rate: 1}, [2]float64{3 * 30.0 / 40, 3 * 4 * 10.0 / 40}},
+	} {
+		v := []float64{1, 1}
+		applyEpoch(v, m, c.rule)
+		for i := range v {
+			if math.Abs(v[i]-1-c.want[i]) > 1e-12 {
+				t.Errorf("%+v: component %d moved %v, want %v", c.rule, i, v[i]-1, c.want[i])
+			}
+		}
+	}
+	v := []float64{1, 1}
+	applyEpoch(v, map[string]Close{"t/0": {Delta: []float64{5, 5}}}, MergeRule{Rate: 1})
+	if v[0] != 1 || v[1] != 1 {
+		t.Errorf("an epoch without training windows moved the encoder to %v", v)
+	}
+
+	for _, c := range []struct {
+		rule                     MergeRule
+		batch, partitions, want int
+	}{
+		{MergeRule{Rate: 1}, 128, 1, 128},
+		{MergeRule{Rate: 1}, 128, 4, 32},
+		{MergeRule{Rate: 1}, 128, 3, 43},
+		{MergeRule{Rate: 1}, 128, 64, minPartitionBatch},
+		{MergeRule{Rate: 1}, 8, 4, 8}, // never above train_batch
+		{MergeRule{Sum: true, Rate: 1}, 128, 4, 128},
+	} {
+		if got := c.rule.PartitionBatch(c.batch, c.partitions); got != c.want {
+			t.Errorf("%+v: train_batch %d over %d partitions: a partition steps on %d windows, want %d", c.rule, c.batch, c.partitions, got, c.want)
+		}
+	}
+}

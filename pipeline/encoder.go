@@ -99,7 +99,9 @@ func (k *kafkaSyncLog) start(ctx context.Context) error {
 
 // sharedEncoder is a process's handle on its group's encoder.
 type sharedEncoder struct {
-	g     *models.GroupSync
+	g *models.GroupSync
+	// batch is each partition's optimiser step (MergeRule.PartitionBatch).
+	batch int
 	close func()
 }
 
@@ -133,7 +135,7 @@ func (p *Pipeline) openSharedEncoder(ctx context.Context) (*sharedEncoder, error
 		return nil, fmt.Errorf("read the encoder topic %s: %w", bl.Topic(), err)
 	}
 	p.log.Info("shared encoder", "topic", bl.Topic(), "partitions", len(members), "frontier_epoch", g.Frontier())
-	return &sharedEncoder{g: g, close: bl.Close}, nil
+	return &sharedEncoder{g: g, batch: partitionBatch(p.cfg, len(members)), close: bl.Close}, nil
 }
 
 // memSharedEncoder is the shared encoder of a replay: in memory, its
@@ -143,7 +145,17 @@ func memSharedEncoder(cfg config.Config, members []string) (*sharedEncoder, erro
 	if err != nil {
 		return nil, err
 	}
-	return &sharedEncoder{g: g, close: func() {}}, nil
+	return &sharedEncoder{g: g, batch: partitionBatch(cfg, len(members)), close: func() {}}, nil
+}
+
+// MergeRule is the shared encoder's merge configured in cfg.Model.
+func MergeRule(cfg config.Config) models.MergeRule {
+	return models.MergeRule{Sum: cfg.Model.Merge == "sum", Rate: cfg.Model.MergeRate}
+}
+
+// partitionBatch is the optimiser step of each of a group's partitions.
+func partitionBatch(cfg config.Config, partitions int) int {
+	return MergeRule(cfg).PartitionBatch(cfg.Model.TrainBatch, partitions)
 }
 
 func newGroupSync(cfg config.Config, log models.SyncLog, members []string) (*models.GroupSync, error) {
@@ -151,7 +163,7 @@ func newGroupSync(cfg config.Config, log models.SyncLog, members []string) (*mod
 	if err != nil {
 		return nil, err
 	}
-	return models.NewGroupSync(log, members, init, models.MergeRule{Rate: cfg.Model.MergeRate}), nil
+	return models.NewGroupSync(log, members, init, MergeRule(cfg)), nil
 }
 
 // sharedLearner builds partition (topic, part)'s learner on the shared
@@ -159,6 +171,7 @@ func newGroupSync(cfg config.Config, log models.SyncLog, members []string) (*mod
 func (p *Pipeline) sharedLearner(se *sharedEncoder, topic string, part int) (models.Learner, error) {
 	c := SSLConfig(p.cfg)
 	c.Sync, c.Partition = se.g, memberName(topic, part)
+	c.TrainBatch = se.batch
 	id := partitionID{topic, part}
 	c.OnWait = func(waiting bool) {
 		if waiting {

@@ -84,9 +84,11 @@ type ReprOptions struct {
 	Partitions int
 	// EpochPoints is the length of the partitions' encoder epoch, in
 	// points of a series (the harness places one point per second of
-	// event time; 0: a quarter of a pass, at least a window). MergeRate
-	// is the merge's scale (model.merge_rate; 0: 1).
+	// event time; 0: a quarter of a pass, at least a window). Merge is
+	// the merge, "mean" or "sum" (model.merge; "": mean), MergeRate its
+	// scale (model.merge_rate; 0: 1).
 	EpochPoints int
+	Merge       string
 	MergeRate   float64
 	// MiniRocketSeed seeds MiniRocket's choice of series for its biases.
 	MiniRocketSeed uint64

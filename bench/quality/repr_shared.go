@@ -56,10 +56,12 @@ func embedShared(o ReprOptions, train, test *dataset.UCR, mcfg models.SSLConfig,
 	if o.EpochPoints > 0 {
 		mcfg.Epoch = int64(o.EpochPoints) * second
 	}
-	rate := o.MergeRate
-	if rate == 0 {
-		rate = 1
+	rule := models.MergeRule{Sum: o.Merge == "sum", Rate: o.MergeRate}
+	if rule.Rate == 0 {
+		rule.Rate = 1
 	}
+	// The step of each partition, as the pipeline sets it.
+	mcfg.TrainBatch = rule.PartitionBatch(mcfg.TrainBatch, N)
 	mcfg.MaxSeries = max(mcfg.MaxSeries, nSeries*(passes+2))
 	members := make([]string, N)
 	for p := range members {
@@ -69,7 +71,7 @@ func embedShared(o ReprOptions, train, test *dataset.UCR, mcfg models.SSLConfig,
 	if err != nil {
 		return nil, err
 	}
-	g := models.NewGroupSync(&models.MemLog{}, members, init, models.MergeRule{Rate: rate})
+	g := models.NewGroupSync(&models.MemLog{}, members, init, rule)
 
 	partOf := func(i int) int { return ingest.PartitionOf(fmt.Appendf(nil, "ucr,id=%d", i), N) }
 	type pass struct {

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tsrep/tsrep/bench/quality"
 	"github.com/tsrep/tsrep/config"
@@ -69,12 +70,49 @@ func (m *modelFlags) bind(cmd *cobra.Command, epochs int) {
 	f.BoolVar(&m.json, "json", false, "print one JSON object instead of a table")
 }
 
-func (m *modelFlags) common(cmd *cobra.Command) quality.Common {
+// load applies --config: the learner's settings become the file's, then
+// the flags given on the command line are applied again over them. It
+// returns the configuration the settings come from (the built-in defaults
+// without --config).
+func (m *modelFlags) load(cmd *cobra.Command) (config.Config, error) {
+	if m.config == "" {
+		return config.Default(), nil
+	}
+	cfg, err := config.Load(m.config)
+	if err != nil {
+		return cfg, err
+	}
+	given := map[string]string{}
+	cmd.Flags().Visit(func(f *pflag.Flag) { given[f.Name] = f.Value.String() })
+	m.cfg = pipeline.SSLConfig(cfg)
+	for name, v := range given {
+		if err := cmd.Flags().Set(name, v); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+// common is the harness's learner and budget, with --config applied, and
+// the configuration they come from.
+func (m *modelFlags) common(cmd *cobra.Command) (quality.Common, config.Config, error) {
+	cfg, err := m.load(cmd)
+	if err != nil {
+		return quality.Common{}, cfg, err
+	}
 	var log io.Writer
 	if !m.json {
 		log = cmd.ErrOrStderr()
 	}
-	return quality.Common{Model: m.cfg, Epochs: m.epochs, BatchSize: m.batchSize, Log: log}
+	return quality.Common{Model: m.cfg, Epochs: m.epochs, BatchSize: m.batchSize, Log: log}, cfg, nil
+}
+
+// fromConfig sets the value of flag name from the configuration when it
+// was not given on the command line.
+func fromConfig[T any](cmd *cobra.Command, name string, dst *T, v T) {
+	if !cmd.Flags().Changed(name) {
+		*dst = v
+	}
 }
 
 // tabler is a result that prints as a table.
@@ -99,7 +137,12 @@ func newBenchForecastCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Path = args[0]
-			o.Common = mf.common(cmd)
+			var cfg config.Config
+			var err error
+			if o.Common, cfg, err = mf.common(cmd); err != nil {
+				return fmt.Errorf("bench forecast: %w", err)
+			}
+			fromConfig(cmd, "length", &o.Length, cfg.Window.Length)
 			res, err := quality.RunForecast(o)
 			if err != nil {
 				return fmt.Errorf("bench forecast: %w", err)
@@ -134,7 +177,10 @@ func newBenchImputeCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Path = args[0]
-			o.Common = mf.common(cmd)
+			var err error
+			if o.Common, _, err = mf.common(cmd); err != nil {
+				return fmt.Errorf("bench impute: %w", err)
+			}
 			res, err := quality.RunImpute(o)
 			if err != nil {
 				return fmt.Errorf("bench impute: %w", err)
@@ -173,7 +219,13 @@ func newBenchReprCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("bench repr: %w", err)
 			}
-			o.Common = mf.common(cmd)
+			var cfg config.Config
+			if o.Common, cfg, err = mf.common(cmd); err != nil {
+				return fmt.Errorf("bench repr: %w", err)
+			}
+			fromConfig(cmd, "length", &o.Length, cfg.Window.Length)
+			fromConfig(cmd, "merge", &o.Merge, cfg.Model.Merge)
+			fromConfig(cmd, "merge-rate", &o.MergeRate, cfg.Model.MergeRate)
 			res, err := quality.RunRepr(o, sets)
 			if err != nil {
 				return fmt.Errorf("bench repr: %w", err)
@@ -193,7 +245,8 @@ func newBenchReprCmd() *cobra.Command {
 	f.IntVar(&o.Seeds, "seeds", 1, "train and evaluate the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
 	f.IntVar(&o.Partitions, "partitions", 1, "learn over this many partition learners sharing one encoder, merged every epoch as a consumer group's partitions are (each series in the partition its id hashes to)")
 	f.IntVar(&o.EpochPoints, "epoch-points", 0, "with --partitions: the encoder epoch in points of a series, one point a second (default: a quarter of a pass, at least a window)")
-	f.Float64Var(&o.MergeRate, "merge-rate", 1, "with --partitions: scale of each merge (model.merge_rate)")
+	f.StringVar(&o.Merge, "merge", config.Default().Model.Merge, `with --partitions: "mean" or "sum" (model.merge)`)
+	f.Float64Var(&o.MergeRate, "merge-rate", config.Default().Model.MergeRate, "with --partitions: scale of each merge (model.merge_rate)")
 	f.Uint64Var(&o.MiniRocketSeed, "minirocket-seed", 1, "seed of MiniRocket's biases")
 	f.StringVar(&o.Anchors, "anchors", "", "CSV of published accuracies (default: ANCHORS.csv in the folder holding the set folders, if there)")
 	return cmd
