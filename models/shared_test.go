@@ -372,7 +372,7 @@ func TestMergeRule(t *testing.T) {
 	}
 
 	for _, c := range []struct {
-		rule                     MergeRule
+		rule                    MergeRule
 		batch, partitions, want int
 	}{
 		{MergeRule{Rate: 1}, 128, 1, 128},
