@@ -311,25 +311,31 @@ func TestRunRepr(t *testing.T) {
 
 // TestRunReprPartitions: with the learning split over partitions that
 // share their encoder (--partitions), every train window is still learnt
-// from (the optimiser steps match one learner's, up to the partitions'
-// partly filled last batches), and two runs give the same figures: the
-// merge is a function of the data, not of goroutine timing.
+// from: under the mean merge each of 3 partitions steps on a third of
+// train_batch, so they take 3 times one learner's steps (up to the
+// partly filled last batches), under the sum as many as one
+// learner; and two runs give the same figures: the merge is a function of
+// the data, not of goroutine timing.
 func TestRunReprPartitions(t *testing.T) {
 	sets, err := UCRArgs([]string{ucr + "ItalyPowerDemand"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(parts int) ReprSet {
-		o := ReprOptions{Common: small(), Length: 12, Stride: 3, Pyramid: 2, MinSteps: 10, Partitions: parts}
+	run := func(parts int, merge string) ReprSet {
+		o := ReprOptions{Common: small(), Length: 12, Stride: 3, Pyramid: 2, MinSteps: 10, Partitions: parts, Merge: merge}
+		o.Model.TrainBatch = 48
 		res, err := RunRepr(o, sets)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res.Sets[0]
 	}
-	one, a, b := run(1), run(3), run(3)
-	if a.Steps+3 < one.Steps || a.Steps > one.Steps {
-		t.Fatalf("%d optimiser steps over 3 partitions, %d in one learner", a.Steps, one.Steps)
+	one, a, b, sum := run(1, ""), run(3, "mean"), run(3, "mean"), run(3, "sum")
+	if a.Steps+3 < 3*one.Steps || a.Steps > 3*(one.Steps+1) {
+		t.Fatalf("mean merge: %d optimiser steps of 16 windows over 3 partitions, %d of 48 in one learner", a.Steps, one.Steps)
+	}
+	if sum.Steps+3 < one.Steps || sum.Steps > one.Steps {
+		t.Fatalf("sum merge: %d optimiser steps over 3 partitions, %d in one learner", sum.Steps, one.Steps)
 	}
 	for i := range a.Figures {
 		if a.Figures[i].Kind == "learner" && a.Figures[i].Accuracy != b.Figures[i].Accuracy {
