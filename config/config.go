@@ -202,7 +202,7 @@ type Model struct {
 	// version (ssl): "mean", federated averaging of the partitions'
 	// updates (each weighted by its share of the epoch's training
 	// windows), every partition stepping on train_batch/partitions
-	// windows (at least 16); or "sum", their sum, every partition stepping
+	// windows (at least 32); or "sum", their sum, every partition stepping
 	// on train_batch windows (see models.MergeRule).
 	Merge string `toml:"merge"`
 	// MergeRate scales the merge.

@@ -379,6 +379,7 @@ func TestMergeRule(t *testing.T) {
 		{MergeRule{Rate: 1}, 128, 4, 32},
 		{MergeRule{Rate: 1}, 128, 3, 43},
 		{MergeRule{Rate: 1}, 128, 64, minPartitionBatch},
+		{MergeRule{Rate: 1}, 32, 4, 32},
 		{MergeRule{Rate: 1}, 8, 4, 8}, // never above train_batch
 		{MergeRule{Sum: true, Rate: 1}, 128, 4, 128},
 	} {
