@@ -323,7 +323,7 @@ func TestRunReprPartitions(t *testing.T) {
 	}
 	run := func(parts int, merge string) ReprSet {
 		o := ReprOptions{Common: small(), Length: 12, Stride: 3, Pyramid: 2, MinSteps: 10, Partitions: parts, Merge: merge}
-		o.Model.TrainBatch = 48
+		o.Model.TrainBatch = 96
 		res, err := RunRepr(o, sets)
 		if err != nil {
 			t.Fatal(err)
@@ -332,7 +332,7 @@ func TestRunReprPartitions(t *testing.T) {
 	}
 	one, a, b, sum := run(1, ""), run(3, "mean"), run(3, "mean"), run(3, "sum")
 	if a.Steps+3 < 3*one.Steps || a.Steps > 3*(one.Steps+1) {
-		t.Fatalf("mean merge: %d optimiser steps of 16 windows over 3 partitions, %d of 48 in one learner", a.Steps, one.Steps)
+		t.Fatalf("mean merge: %d optimiser steps of 32 windows over 3 partitions, %d of 96 in one learner", a.Steps, one.Steps)
 	}
 	if sum.Steps+3 < one.Steps || sum.Steps > one.Steps {
 		t.Fatalf("sum merge: %d optimiser steps over 3 partitions, %d in one learner", sum.Steps, one.Steps)
