@@ -321,7 +321,7 @@ func TestRunReprPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(parts int, merge string) ReprSet {
+	run := func(parts int, merge models.MergeRule) ReprSet {
 		o := ReprOptions{Common: small(), Length: 12, Stride: 3, Pyramid: 2, MinSteps: 10, Partitions: parts, Merge: merge}
 		o.Model.TrainBatch = 96
 		res, err := RunRepr(o, sets)
@@ -330,7 +330,8 @@ func TestRunReprPartitions(t *testing.T) {
 		}
 		return res.Sets[0]
 	}
-	one, a, b, sum := run(1, ""), run(3, "mean"), run(3, "mean"), run(3, "sum")
+	mean := models.MergeRule{Rate: 1}
+	one, a, b, sum := run(1, mean), run(3, mean), run(3, mean), run(3, models.MergeRule{Sum: true, Rate: 1})
 	if a.Steps+3 < 3*one.Steps || a.Steps > 3*(one.Steps+1) {
 		t.Fatalf("mean merge: %d optimiser steps of 32 windows over 3 partitions, %d of 96 in one learner", a.Steps, one.Steps)
 	}

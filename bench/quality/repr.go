@@ -85,11 +85,10 @@ type ReprOptions struct {
 	// EpochPoints is the length of the partitions' encoder epoch, in
 	// points of a series (the harness places one point per second of
 	// event time; 0: a quarter of a pass, at least a window). Merge is
-	// the merge, "mean" or "sum" (model.merge; "": mean), MergeRate its
-	// scale (model.merge_rate; 0: 1).
+	// the partitions' merge (model.merge and model.merge_rate; a zero
+	// Rate: 1).
 	EpochPoints int
-	Merge       string
-	MergeRate   float64
+	Merge       models.MergeRule
 	// MiniRocketSeed seeds MiniRocket's choice of series for its biases.
 	MiniRocketSeed uint64
 	// Anchors is a CSV of published accuracies (see ReadAnchors); empty:

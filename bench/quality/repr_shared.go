@@ -56,7 +56,7 @@ func embedShared(o ReprOptions, train, test *dataset.UCR, mcfg models.SSLConfig,
 	if o.EpochPoints > 0 {
 		mcfg.Epoch = int64(o.EpochPoints) * second
 	}
-	rule := models.MergeRule{Sum: o.Merge == "sum", Rate: o.MergeRate}
+	rule := o.Merge
 	if rule.Rate == 0 {
 		rule.Rate = 1
 	}

@@ -204,6 +204,8 @@ func newBenchImputeCmd() *cobra.Command {
 func newBenchReprCmd() *cobra.Command {
 	var mf modelFlags
 	var o quality.ReprOptions
+	var merge string
+	var mergeRate float64
 	cmd := &cobra.Command{
 		Use:   "repr (TRAIN.tsv TEST.tsv | UCR_DIR)...",
 		Short: "UCR classification from frozen embeddings: 1-NN cosine and linear probes vs raw 1-NN Euclidean, MiniRocket and published figures",
@@ -224,8 +226,15 @@ func newBenchReprCmd() *cobra.Command {
 				return fmt.Errorf("bench repr: %w", err)
 			}
 			fromConfig(cmd, "length", &o.Length, cfg.Window.Length)
-			fromConfig(cmd, "merge", &o.Merge, cfg.Model.Merge)
-			fromConfig(cmd, "merge-rate", &o.MergeRate, cfg.Model.MergeRate)
+			// The merge as the pipeline reads it from the configuration,
+			// the flags given over the file's.
+			fromConfig(cmd, "merge", &merge, cfg.Model.Merge)
+			fromConfig(cmd, "merge-rate", &mergeRate, cfg.Model.MergeRate)
+			cfg.Model.Merge, cfg.Model.MergeRate = merge, mergeRate
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("bench repr: --merge/--merge-rate: %w", err)
+			}
+			o.Merge = pipeline.MergeRule(cfg)
 			res, err := quality.RunRepr(o, sets)
 			if err != nil {
 				return fmt.Errorf("bench repr: %w", err)
@@ -245,8 +254,8 @@ func newBenchReprCmd() *cobra.Command {
 	f.IntVar(&o.Seeds, "seeds", 1, "train and evaluate the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
 	f.IntVar(&o.Partitions, "partitions", 1, "learn over this many partition learners sharing one encoder, merged every epoch as a consumer group's partitions are (each series in the partition its id hashes to)")
 	f.IntVar(&o.EpochPoints, "epoch-points", 0, "with --partitions: the encoder epoch in points of a series, one point a second (default: a quarter of a pass, at least a window)")
-	f.StringVar(&o.Merge, "merge", config.Default().Model.Merge, `with --partitions: "mean" or "sum" (model.merge)`)
-	f.Float64Var(&o.MergeRate, "merge-rate", config.Default().Model.MergeRate, "with --partitions: scale of each merge (model.merge_rate)")
+	f.StringVar(&merge, "merge", config.Default().Model.Merge, `with --partitions: "mean" or "sum" (model.merge)`)
+	f.Float64Var(&mergeRate, "merge-rate", config.Default().Model.MergeRate, "with --partitions: scale of each merge (model.merge_rate)")
 	f.Uint64Var(&o.MiniRocketSeed, "minirocket-seed", 1, "seed of MiniRocket's biases")
 	f.StringVar(&o.Anchors, "anchors", "", "CSV of published accuracies (default: ANCHORS.csv in the folder holding the set folders, if there)")
 	return cmd
