@@ -190,13 +190,21 @@ func (s *windowStage) run(ctx context.Context, src ingest.Source, start, end int
 	defer ckpt.Stop()
 	atEnd := false
 	reachEnd := func() {
-		s.checkpoint()
 		atEnd, s.caughtUp = true, true
 		if s.hold {
 			// The end of this partition's input: its learner catches up
-			// and goes idle, so that the group does not wait for it.
+			// (waiting for the group's versions of the epochs its deferred
+			// windows are in) and goes idle, so that the group does not
+			// wait for it.
 			s.maybeIdle(true)
 		}
+		// The checkpoint after the idle marker: the end offset is
+		// committed only once every window before it is written, those
+		// that waited for the group's encoder included. An UntilEnd run
+		// takes the group's committed ends to mean that: had the end been
+		// committed with windows still waiting, a rebalance in between
+		// (a member leaving) could end the run with them never written.
+		s.checkpoint()
 		s.final()
 		stopFetch()
 		batches = nil

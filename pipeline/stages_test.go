@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/tsrep/tsrep/config"
 	"github.com/tsrep/tsrep/ingest"
 	"github.com/tsrep/tsrep/internal/clock"
+	"github.com/tsrep/tsrep/models"
 	"github.com/tsrep/tsrep/sinks"
 )
 
@@ -140,6 +143,13 @@ type stageRig struct {
 }
 
 func newStageRig(t *testing.T, mod func(*config.Config)) *stageRig {
+	return newStageRigWith(t, mod, nil, -1)
+}
+
+// newStageRigWith is newStageRig with setup run on the pipeline before the
+// partition is built, and the partition reading until offset end (>= 0:
+// as an UntilEnd run does, staying after it).
+func newStageRigWith(t *testing.T, mod func(*config.Config), setup func(*Pipeline), end int64) *stageRig {
 	cfg := config.Default()
 	cfg.Window.Length, cfg.Window.Stride = 8, 4
 	cfg.Window.IntervalText = "1s"
@@ -162,15 +172,19 @@ func newStageRig(t *testing.T, mod func(*config.Config)) *stageRig {
 		t.Fatal(err)
 	}
 	r.p = p
+	if setup != nil {
+		setup(p)
+	}
 	r.pt, err = p.newPartition(partitionID{"t", 0}, r.store, fakeCommitter{r.j})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.pt.win.hold = end >= 0
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		r.done <- r.pt.run(ctx, ctx, r.src, 0, -1)
+		r.done <- r.pt.run(ctx, ctx, r.src, 0, end)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -331,5 +345,85 @@ func TestStagesExitOnFailure(t *testing.T) {
 		if strings.HasPrefix(e, "commit") || e == "checkpoint" {
 			t.Fatalf("progress after the failure: %q", r.j.all())
 		}
+	}
+}
+
+// TestStagesCommitTheEndAfterTheDeferredWindows: a partition sharing the
+// group's encoder that reaches its end while its windows wait for the
+// other partitions' contributions commits the end offset only after those
+// windows' embeddings are written. An UntilEnd run stops once the group's
+// committed offsets are at their ends; committed earlier, a member leaving
+// in between could end the run with the embeddings never written.
+func TestStagesCommitTheEndAfterTheDeferredWindows(t *testing.T) {
+	const n = 120 // messages: two minutes of data, epochs of 20 s
+	var se *sharedEncoder
+	final := make(chan struct{}) // the partition has written everything
+	r := newStageRigWith(t, func(c *config.Config) {
+		c.Model.Kind = "ssl"
+		c.Model.Epoch = config.Duration{Duration: 20 * time.Second}
+		c.Model.EmbedEvery, c.Model.TrainEvery = 1, 1
+		c.Model.Order = 4
+	}, func(p *Pipeline) {
+		var err error
+		se, err = memSharedEncoder(p.cfg, []string{memberName("t", 0), memberName("t", 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.se = se
+		p.env.onFinal = func(partitionID) { close(final) }
+	}, n)
+	for i := 0; i < n; i++ {
+		r.point("a", i, math.Sin(float64(i)/3))
+	}
+	// Partition t/1 has not closed the first epoch: t/0's windows of the
+	// later ones wait, and at its end t/0 waits for the group's versions.
+	id := partitionID{"t", 0}
+	waiting := func() bool {
+		h := r.p.env.health
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.part(id).state == stateWaiting
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !waiting() {
+		if time.Now().After(deadline) {
+			t.Fatalf("partition t/0 is not waiting for the group; journal %q", r.j.all())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, e := range r.j.all() {
+		if e == fmt.Sprintf("commit %d", n) {
+			t.Fatalf("the end is committed while windows wait for the group's encoder: %q", r.j.all())
+		}
+	}
+	r.j.mu.Lock()
+	before := r.j.lines
+	r.j.mu.Unlock()
+	// t/1 goes idle: every version comes, the waiting windows are
+	// embedded and written, then the end is checkpointed and committed.
+	if err := se.g.Publish(context.Background(), models.Close{Partition: memberName("t", 1), Epoch: math.MinInt64 + 1, Through: math.MinInt64 + 1, Idle: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-final:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the partition did not finish; journal %q", r.j.all())
+	}
+	e := r.j.all()
+	end := slices.Index(e, fmt.Sprintf("commit %d", n))
+	lastWrite := -1
+	for i, x := range e {
+		if strings.HasPrefix(x, "write") {
+			lastWrite = i
+		}
+	}
+	if end < 0 || lastWrite > end || e[end-1] != "checkpoint" {
+		t.Fatalf("journal %q: want the waiting windows written, then the checkpoint, then the end committed", e)
+	}
+	r.j.mu.Lock()
+	after := r.j.lines
+	r.j.mu.Unlock()
+	if after <= before {
+		t.Fatalf("%d lines written before the group's versions came and %d after: the waiting windows were not written", before, after)
 	}
 }
