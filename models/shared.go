@@ -428,6 +428,11 @@ type GroupSync struct {
 	// were read back from the log: from which epoch, how many records,
 	// and how long it took.
 	OnReadBack func(from int64, records int, took time.Duration)
+	// OnBadDelta, if set, is told of a record whose delta does not have
+	// this encoder's number of weights (written by another build or
+	// shape of the model under the same topic): its close counts, its
+	// learning is left out.
+	OnBadDelta func(c Close, want int)
 }
 
 // member is a partition's state in the log so far.
@@ -541,6 +546,12 @@ func (g *GroupSync) fold(c Close) {
 			m.idle = true
 			m.records = append(m.records, Close{Partition: c.Partition, Through: c.Through, AtWindow: c.AtWindow, Idle: true})
 		}
+	}
+	if c.Delta != nil && len(c.Delta) != len(g.init) {
+		if g.OnBadDelta != nil {
+			g.OnBadDelta(c, len(g.init))
+		}
+		c.Delta, c.Windows = nil, 0
 	}
 	if c.Delta != nil {
 		e := g.contrib[c.Epoch]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -386,5 +387,34 @@ func TestMergeRule(t *testing.T) {
 		if got := c.rule.PartitionBatch(c.batch, c.partitions); got != c.want {
 			t.Errorf("%+v: train_batch %d over %d partitions: a partition steps on %d windows, want %d", c.rule, c.batch, c.partitions, got, c.want)
 		}
+	}
+}
+
+// TestGroupSyncBadDeltaLength: a record whose delta has another number of
+// weights than the encoder (the topic written by another shape of the
+// model) is reported, and its close counts without its learning, instead
+// of indexing past the weights.
+func TestGroupSyncBadDeltaLength(t *testing.T) {
+	g := NewGroupSync(&MemLog{}, []string{"t/0", "t/1"}, []float64{1, 1}, MergeRule{Rate: 1})
+	var bad []int
+	g.OnBadDelta = func(c Close, want int) { bad = append(bad, len(c.Delta), want) }
+	ctx := context.Background()
+	for _, c := range []Close{
+		{Partition: "t/0", Epoch: 10, Through: 10, Windows: 4, Delta: []float64{1, 2, 3}},
+		{Partition: "t/1", Epoch: 10, Through: 10, Windows: 4, Delta: []float64{2, 2}},
+	} {
+		if err := g.Publish(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := g.Version(ctx, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(bad, []int{3, 2}) {
+		t.Errorf("reported %v, want the 3-weight delta against 2", bad)
+	}
+	if !slices.Equal(v, []float64{3, 3}) {
+		t.Errorf("version 11 = %v, want t/1's delta alone applied: [3 3]", v)
 	}
 }

@@ -131,6 +131,10 @@ func (p *Pipeline) openSharedEncoder(ctx context.Context) (*sharedEncoder, error
 		p.log.Info("encoder versions older than this instance keeps read back from the encoder topic",
 			"topic", bl.Topic(), "from_epoch", from, "records", records, "took", took.Round(time.Millisecond))
 	}
+	g.OnBadDelta = func(c models.Close, want int) {
+		p.log.Error("an encoder record's delta has another number of weights than this model's; its learning is left out (was the topic written by another build or model shape? give the model another model.name)",
+			"topic", bl.Topic(), "partition", c.Partition, "epoch", c.Epoch, "weights", len(c.Delta), "want", want)
+	}
 	if err := sl.start(ctx); err != nil {
 		return nil, fmt.Errorf("read the encoder topic %s: %w", bl.Topic(), err)
 	}
