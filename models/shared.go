@@ -547,12 +547,7 @@ func (g *GroupSync) fold(c Close) {
 			m.records = append(m.records, Close{Partition: c.Partition, Through: c.Through, AtWindow: c.AtWindow, Idle: true})
 		}
 	}
-	if c.Delta != nil && len(c.Delta) != len(g.init) {
-		if g.OnBadDelta != nil {
-			g.OnBadDelta(c, len(g.init))
-		}
-		c.Delta, c.Windows = nil, 0
-	}
+	c = g.dropBadDelta(c)
 	if c.Delta != nil {
 		e := g.contrib[c.Epoch]
 		if e == nil {
@@ -562,6 +557,19 @@ func (g *GroupSync) fold(c Close) {
 		e[c.Partition] = c
 	}
 	g.changed.Broadcast()
+}
+
+// dropBadDelta returns c without its learning if its delta does not have
+// the encoder's number of weights (see OnBadDelta): merged, it would index
+// past them.
+func (g *GroupSync) dropBadDelta(c Close) Close {
+	if c.Delta != nil && len(c.Delta) != len(g.init) {
+		if g.OnBadDelta != nil {
+			g.OnBadDelta(c, len(g.init))
+		}
+		c.Delta, c.Windows = nil, 0
+	}
+	return c
 }
 
 // Publish implements EncoderSync: the record goes to the log, and comes
@@ -727,7 +735,7 @@ func (g *GroupSync) readPast(ctx context.Context, from, to int64) (*pastVersions
 	n := 0
 	err := g.log.Replay(ctx, func(c Close) {
 		n++
-		if c.Delta == nil || c.Epoch >= to {
+		if c = g.dropBadDelta(c); c.Delta == nil || c.Epoch >= to {
 			return
 		}
 		e := contrib[c.Epoch]

@@ -417,4 +417,13 @@ func TestGroupSyncBadDeltaLength(t *testing.T) {
 	if !slices.Equal(v, []float64{3, 3}) {
 		t.Errorf("version 11 = %v, want t/1's delta alone applied: [3 3]", v)
 	}
+	// Versions read back from the log (a partition restored from an old
+	// checkpoint) leave it out the same way.
+	p, _, err := g.readPast(ctx, 11, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.v, []float64{3, 3}) {
+		t.Errorf("version 11 read back = %v, want [3 3]", p.v)
+	}
 }
