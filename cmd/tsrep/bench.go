@@ -63,6 +63,7 @@ func (m *modelFlags) bind(cmd *cobra.Command, epochs int) {
 	f.Float64Var(&m.cfg.Temperature, "temperature", m.cfg.Temperature, "InfoNCE temperature")
 	f.Float64Var(&m.cfg.WeightHier, "w-hier", m.cfg.WeightHier, "weight of TS2Vec's hierarchical contrastive loss")
 	f.Float64Var(&m.cfg.WeightInstance, "w-instance", m.cfg.WeightInstance, "weight of the instance-level InfoNCE")
+	f.Float64Var(&m.cfg.KeepShare, "keep-share", m.cfg.KeepShare, "share of timesteps a training view keeps, the others masked (TS2Vec: 0.5)")
 	f.IntVar(&m.cfg.ARLags, "ar-lags", m.cfg.ARLags, "lags of the learner's linear forecast experts (capped at the window length - 2)")
 	f.Uint64Var(&m.cfg.Seed, "seed", m.cfg.Seed, "random seed")
 	f.IntVar(&m.epochs, "epochs", epochs, "passes over the training data")
