@@ -275,7 +275,8 @@ func (p params) intParam(k string, def, lo, hi int) (int, error) {
 type matchJSON struct {
 	Rank    int       `json:"rank"`
 	Series  string    `json:"series"`
-	Score   jsonFloat `json:"score"`
+	Score   jsonFloat `json:"score"`  // what the matches are ranked by (query.Rank)
+	Cosine  jsonFloat `json:"cosine"` // the plain cosine similarity
 	Time    string    `json:"time"`
 	Version int64     `json:"version"`
 }
@@ -339,7 +340,7 @@ func (a *api) similar(ctx context.Context, p params) (any, error) {
 		out.VersionFrom = "request"
 	}
 	for i, m := range ms {
-		out.Matches = append(out.Matches, matchJSON{Rank: i + 1, Series: m.Series, Score: jsonFloat(m.Score), Time: jsonTime(m.Time), Version: m.Version})
+		out.Matches = append(out.Matches, matchJSON{Rank: i + 1, Series: m.Series, Score: jsonFloat(m.Score), Cosine: jsonFloat(m.Cosine), Time: jsonTime(m.Time), Version: m.Version})
 	}
 	return out, nil
 }

@@ -89,6 +89,7 @@ type similarResp struct {
 		Rank    int
 		Series  string
 		Score   float64
+		Cosine  float64
 		Time    string
 		Version int64
 	}
@@ -128,7 +129,7 @@ func TestSimilar(t *testing.T) {
 			}
 			for i, m := range r.Matches {
 				w := want[i]
-				if m.Rank != i+1 || m.Series != w.Series || math.Abs(m.Score-w.Score) > 1e-12 || m.Time != ts(w.Time) || m.Version != q.Version {
+				if m.Rank != i+1 || m.Series != w.Series || math.Abs(m.Score-w.Score) > 1e-12 || math.Abs(m.Cosine-w.Cosine) > 1e-12 || m.Time != ts(w.Time) || m.Version != q.Version {
 					t.Errorf("%v match %d: %+v, want %+v", c, i, m, w)
 				}
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/tsrep/tsrep/internal/testenv"
 	"github.com/tsrep/tsrep/pipeline"
 	"github.com/tsrep/tsrep/query"
+	"github.com/tsrep/tsrep/query/querytest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -285,24 +286,22 @@ func checkSimilar(ctx context.Context, t *testing.T, client influxdb2.Client, db
 	if len(vecs) != 7 || len(vecs["OT"]) != cfg.Model.Dim {
 		t.Fatalf("latest embeddings: %d series, OT of dim %d", len(vecs), len(vecs["OT"]))
 	}
-	cos := func(a, b []float64) float64 {
-		var ab, aa, bb float64
-		for i := range a {
-			ab += a[i] * b[i]
-			aa += a[i] * a[i]
-			bb += b[i] * b[i]
-		}
-		return ab / math.Sqrt(aa*bb)
-	}
 	type m struct {
 		field string
 		score float64
 	}
 	var want []m
+	var fields []string
+	var others [][]float64
 	for f, v := range vecs {
 		if f != "OT" {
-			want = append(want, m{f, cos(vecs["OT"], v)})
+			fields = append(fields, f)
+			others = append(others, v)
 		}
+	}
+	scaled, _ := querytest.ScaledCosines(vecs["OT"], others)
+	for i, f := range fields {
+		want = append(want, m{f, scaled[i]})
 	}
 	sort.Slice(want, func(i, j int) bool { return want[i].score > want[j].score })
 	got, err := q.Similar(ctx, "etth1,source=test#OT", time.Time{}, 6, cfg.Model.Name)

@@ -34,8 +34,13 @@ func (e Embedding) Measurement() string {
 
 // Match is a series found by Similar.
 type Match struct {
-	Series string    // canonical series key
-	Score  float64   // cosine similarity of the two embeddings, in [-1, 1]
+	Series string // canonical series key
+	// Score is what Similar ranks by: the cosine similarity of the two
+	// embeddings with each dimension scaled by the compared population
+	// (ScaledCosine, Scales), in [-1, 1].
+	Score float64
+	// Cosine is the plain cosine similarity of the two embeddings.
+	Cosine float64
 	Time   time.Time // time of the matched series' embedding
 	// Version is the encoder version of both embeddings compared.
 	Version int64
@@ -263,7 +268,7 @@ func vector(vals map[string]any) ([]float64, bool) {
 	return vec, true
 }
 
-// Similar returns the k series most cosine-similar to series, within the
+// Similar returns the k series most similar to series, within the
 // newest encoder version series has at or before at: see SimilarOfVersion.
 func (c *Client) Similar(ctx context.Context, series string, at time.Time, k int, model string) ([]Match, error) {
 	_, ms, err := c.SimilarOfVersion(ctx, series, at, k, model, NewestVersion)
@@ -271,7 +276,8 @@ func (c *Client) Similar(ctx context.Context, series string, at time.Time, k int
 }
 
 // SimilarOfVersion returns the k series whose embeddings are the most
-// cosine-similar to series' own, best first (ties by series key), and the
+// similar to series' own by Rank's scaled cosine, best first (ties by
+// series key), and the
 // embedding of series they were compared with. Only embeddings of one
 // encoder version are compared: version, or with NewestVersion the
 // version of series' latest embedding at or before at (zero: the latest).
@@ -301,16 +307,28 @@ func (c *Client) SimilarOfVersion(ctx context.Context, series string, at time.Ti
 	return q, Rank(q, all, k), nil
 }
 
-// Rank returns the k embeddings of all most cosine-similar to q, best
-// first (ties by series key), leaving out q's own series and embeddings of
-// another version or dimension or with a zero vector.
+// Rank returns the k embeddings of all most similar to q, best first
+// (ties by series key), leaving out q's own series and embeddings of
+// another version or dimension or with a zero vector. Similarity is the
+// cosine with each dimension scaled by 1 over its standard deviation
+// across q and the embeddings compared (see Scales).
 func Rank(q Embedding, all []Embedding, k int) []Match {
-	var out []Match
+	pop := [][]float64{q.Vector}
+	var cand []Embedding
 	for _, e := range all {
 		if e.Series == q.Series || e.Version != q.Version || len(e.Vector) != len(q.Vector) || norm(e.Vector) == 0 {
 			continue
 		}
-		out = append(out, Match{Series: e.Series, Score: Cosine(q.Vector, e.Vector), Time: e.Time, Version: e.Version})
+		cand = append(cand, e)
+		pop = append(pop, e.Vector)
+	}
+	w := Scales(pop)
+	out := make([]Match, 0, len(cand))
+	for _, e := range cand {
+		out = append(out, Match{
+			Series: e.Series, Score: ScaledCosine(q.Vector, e.Vector, w), Cosine: Cosine(q.Vector, e.Vector),
+			Time: e.Time, Version: e.Version,
+		})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Score != out[j].Score {

@@ -198,7 +198,7 @@ func TestSimilar(t *testing.T) {
 						}
 						for i, g := range got {
 							w := want[i]
-							if g.Series != w.Series || math.Abs(g.Score-w.Score) > 1e-12 || !g.Time.Equal(w.Time) || g.Version != wq.Version {
+							if g.Series != w.Series || math.Abs(g.Score-w.Score) > 1e-12 || math.Abs(g.Cosine-w.Cosine) > 1e-12 || !g.Time.Equal(w.Time) || g.Version != wq.Version {
 								t.Errorf("%s at %v version %d, match %d: got %+v, want %+v", s, at, v, i, g, w)
 							}
 						}

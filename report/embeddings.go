@@ -38,7 +38,7 @@ func atText(at time.Time) string {
 	return "latest embeddings at or before " + at.UTC().Format("2006-01-02 15:04")
 }
 
-// similarPlot draws similar_<name>.png: the K series most cosine-similar
+// similarPlot draws similar_<name>.png: the K series most similar
 // to key within the version of its newest embedding, as `tsrep query
 // similar` ranks them.
 func (w *writer) similarPlot(ctx context.Context, c *query.Client, o Options, key, name string, at time.Time) error {
@@ -72,9 +72,9 @@ func drawSimilar(dc draw.Canvas, model string, q query.Embedding, ms []query.Mat
 		labels[j] = fmt.Sprintf("%d. %s", i+1, shorten(m.Series, 60))
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("the %d series most cosine-similar to %s (model %s)\nencoder version %d, %s: what `tsrep query similar` ranks",
+	p.Title.Text = fmt.Sprintf("the %d series most similar to %s (model %s)\nencoder version %d, %s: what `tsrep query similar` ranks",
 		len(ms), shorten(q.Series, 60), model, q.Version, atText(at))
-	p.X.Label.Text = "cosine similarity of the embeddings"
+	p.X.Label.Text = "similarity of the embeddings (cosine, each dimension scaled by its spread across the series)"
 	p.X.Min, p.X.Max = -1, 1
 	bars, err := plotter.NewBarChart(vals, vg.Points(14))
 	if err != nil {

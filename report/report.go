@@ -5,7 +5,7 @@
 //	imputed_<series>.png     the filled gaps over the series' actual values
 //	anomaly_<series>.png     the anomaly score (tsrep_anomaly) over time, and
 //	                         the points that scored high on the series
-//	similar_<series>.png     the series most cosine-similar to it, within
+//	similar_<series>.png     the series most similar to it, within
 //	                         one encoder version: what `tsrep query similar`
 //	                         ranks
 //	losses.png               the training losses over time (tsrep_train)

@@ -230,8 +230,13 @@ func newQuerySimilarCmd(o *queryOpts) *cobra.Command {
 	var k int
 	cmd := &cobra.Command{
 		Use:   "similar SERIES",
-		Short: "The k series whose embeddings are the most cosine-similar to the series', within one encoder version",
-		Long: `The k series whose embeddings are the most cosine-similar to the series'.
+		Short: "The k series whose embeddings are the most similar to the series', within one encoder version",
+		Long: `The k series whose embeddings are the most similar to the series'.
+
+Similarity (score) is the cosine of the two embeddings with each dimension
+divided by its standard deviation across the series compared, so that the
+dimensions which tell series apart count, not those every series shares;
+the plain cosine is printed beside it (cosine).
 
 Only embeddings of one encoder version are compared: --version, or by
 default the version of the series' newest embedding at or before --at. Each
@@ -261,7 +266,7 @@ on stderr with --format table).`,
 				if err != nil {
 					return err
 				}
-				return queryExplain(cmd.OutOrStdout(), r.q.Language(), e, "The cosine similarity of the series' vector (e0..eN) to every other series' is computed by tsrep.")
+				return queryExplain(cmd.OutOrStdout(), r.q.Language(), e, "The similarity of the series' vector (e0..eN) to every other series' (the cosine with each dimension scaled by 1 over its standard deviation across them) is computed by tsrep.")
 			}
 			q, ms, err := r.q.SimilarOfVersion(cmd.Context(), args[0], atT, k, r.model, v)
 			if err != nil {
@@ -270,9 +275,9 @@ on stderr with --format table).`,
 			if o.format == "table" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "compared within %s\n", versionNote(v, q))
 			}
-			t := queryTable{header: []string{"rank", "series", "score", "time", "version"}}
+			t := queryTable{header: []string{"rank", "series", "score", "cosine", "time", "version"}}
 			for i, m := range ms {
-				t.rows = append(t.rows, []queryCell{queryInt(int64(i + 1)), {s: m.Series}, queryNum(m.Score), {s: queryTime(m.Time)}, queryInt(m.Version)})
+				t.rows = append(t.rows, []queryCell{queryInt(int64(i + 1)), {s: m.Series}, queryNum(m.Score), queryNum(m.Cosine), {s: queryTime(m.Time)}, queryInt(m.Version)})
 			}
 			return t.write(cmd.OutOrStdout(), o.format)
 		},

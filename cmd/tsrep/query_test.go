@@ -177,6 +177,7 @@ type similarJSON struct {
 	Rank    int
 	Series  string
 	Score   float64
+	Cosine  float64
 	Time    string
 	Version int64
 }
@@ -197,16 +198,16 @@ func TestQuerySimilar(t *testing.T) {
 			t.Fatalf("json: %d matches", len(js))
 		}
 		for i, m := range js {
-			if m.Rank != i+1 || m.Series != want[i].Series || math.Abs(m.Score-want[i].Score) > 1e-12 || m.Time != want[i].Time.Format(time.RFC3339Nano) || m.Version != 4 {
+			if m.Rank != i+1 || m.Series != want[i].Series || math.Abs(m.Score-want[i].Score) > 1e-12 || math.Abs(m.Cosine-want[i].Cosine) > 1e-12 || m.Time != want[i].Time.Format(time.RFC3339Nano) || m.Version != 4 {
 				t.Errorf("json match %d: %+v, want %+v", i, m, want[i])
 			}
 		}
 		recs := parseCSV(t, mustRun(t, "query", "similar", s, "-k", "4", "--config", e.config, "--format", "csv"))
-		if !slices.Equal(recs[0], []string{"rank", "series", "score", "time", "version"}) || len(recs) != 5 {
+		if !slices.Equal(recs[0], []string{"rank", "series", "score", "cosine", "time", "version"}) || len(recs) != 5 {
 			t.Fatalf("csv %q", recs)
 		}
 		for i, r := range recs[1:] {
-			if r[0] != strconv.Itoa(i+1) || r[1] != want[i].Series || math.Abs(parseFloat(t, r[2])-want[i].Score) > 1e-12 || r[4] != "4" {
+			if r[0] != strconv.Itoa(i+1) || r[1] != want[i].Series || math.Abs(parseFloat(t, r[2])-want[i].Score) > 1e-12 || math.Abs(parseFloat(t, r[3])-want[i].Cosine) > 1e-12 || r[5] != "4" {
 				t.Errorf("csv row %d: %q, want %+v", i, r, want[i])
 			}
 		}

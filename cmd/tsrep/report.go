@@ -26,7 +26,7 @@ func newReportCmd() *cobra.Command {
   imputed_<series>.png    the filled gaps over the series' actual values
   anomaly_<series>.png    the anomaly score over time (tsrep_anomaly), and the
                           points that scored 0.5 or more on the series
-  similar_<series>.png    the series most cosine-similar to it within the
+  similar_<series>.png    the series most similar to it within the
                           encoder version of its newest embedding: the
                           ranking tsrep query similar prints
   losses.png              the training losses over time

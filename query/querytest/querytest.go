@@ -317,30 +317,80 @@ func (f *Fixture) LatestEmbedding(series string, at time.Time, version int64) (e
 // Similar is what Client.SimilarOfVersion must answer, computed from the
 // fixture: the embedding of series compared (its latest of the version,
 // or its latest) and every other series' latest embedding of that
-// version, ranked by cosine similarity, best first.
+// version, ranked by ScaledCosines, best first.
 func (f *Fixture) Similar(series string, at time.Time, k int, version int64) (query.Embedding, []query.Match, bool) {
 	q, ok := f.LatestEmbedding(series, at, version)
 	if !ok {
 		return q, nil, false
 	}
-	var out []query.Match
+	var others []query.Embedding
+	var vecs [][]float64
 	for _, s := range f.Series {
 		if s == series {
 			continue
 		}
 		if e, ok := f.LatestEmbedding(s, at, q.Version); ok {
-			var dot, nq, ne float64
-			for i := range e.Vector {
-				dot += q.Vector[i] * e.Vector[i]
-				nq += q.Vector[i] * q.Vector[i]
-				ne += e.Vector[i] * e.Vector[i]
-			}
-			out = append(out, query.Match{Series: s, Score: dot / math.Sqrt(nq*ne), Time: e.Time, Version: q.Version})
+			others = append(others, e)
+			vecs = append(vecs, e.Vector)
 		}
+	}
+	scaled, plain := ScaledCosines(q.Vector, vecs)
+	var out []query.Match
+	for i, e := range others {
+		out = append(out, query.Match{Series: e.Series, Score: scaled[i], Cosine: plain[i], Time: e.Time, Version: q.Version})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Score > out[j].Score })
 	if len(out) > k {
 		out = out[:k]
 	}
 	return q, out, true
+}
+
+// ScaledCosines is the reference for the similarity query.Rank ranks by:
+// for each of others, the cosine of it and q after dividing every
+// dimension by its population standard deviation over q and others
+// (dimensions that do not vary dropped), and the plain cosine.
+func ScaledCosines(q []float64, others [][]float64) (scaled, plain []float64) {
+	all := append([][]float64{q}, others...)
+	D, n := len(q), float64(len(all))
+	sd := make([]float64, D)
+	for j := range D {
+		var sum, sq float64
+		for _, v := range all {
+			sum += v[j]
+		}
+		for _, v := range all {
+			sq += (v[j] - sum/n) * (v[j] - sum/n)
+		}
+		sd[j] = math.Sqrt(sq / n)
+	}
+	top := 0.0
+	for _, x := range sd {
+		top = math.Max(top, x)
+	}
+	cos := func(a, b []float64, scale bool) float64 {
+		var ab, aa, bb float64
+		for j := range a {
+			x, y := a[j], b[j]
+			if scale {
+				if sd[j] <= 1e-9*top || sd[j] == 0 {
+					continue
+				}
+				x, y = x/sd[j], y/sd[j]
+			}
+			ab += x * y
+			aa += x * x
+			bb += y * y
+		}
+		return ab / math.Sqrt(aa*bb)
+	}
+	for _, e := range others {
+		plain = append(plain, cos(q, e, false))
+		s := cos(q, e, true)
+		if len(others) == 0 || math.IsNaN(s) {
+			s = plain[len(plain)-1]
+		}
+		scaled = append(scaled, s)
+	}
+	return scaled, plain
 }
