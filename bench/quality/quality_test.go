@@ -291,7 +291,7 @@ func TestRunRepr(t *testing.T) {
 			t.Fatalf("%s accuracy %.3f", f.Method, f.Accuracy)
 		}
 	}
-	if kinds["learner"] != 4 || kinds["baseline"] != 2 || kinds["published"] != len(anchorColumns) {
+	if kinds["learner"] != 5 || kinds["baseline"] != 2 || kinds["published"] != len(anchorColumns) {
 		t.Fatalf("figures by kind %v", kinds)
 	}
 	var buf bytes.Buffer

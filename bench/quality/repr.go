@@ -208,7 +208,7 @@ func RunRepr(o ReprOptions, sets []UCRSet) (*ReprResult, error) {
 	res := &ReprResult{
 		MiniRocketSeed: o.MiniRocketSeed,
 		Protocol: "unsupervised training on the train series; frozen embeddings pooled per series; " +
-			"test accuracy of 1-NN (cosine), of linear probes (ridge, logistic) and of an RBF SVM fitted on the train embeddings, " +
+			"test accuracy of 1-NN (by tsrep query similar's similarity, the cosine with each dimension scaled by 1/std over the train series; and by the plain cosine), of linear probes (ridge, logistic) and of an RBF SVM fitted on the train embeddings, " +
 			"mean over the learner's seeds; baselines in the same run: 1-NN Euclidean on the raw series, " +
 			"MiniRocket (Dempster et al. 2021) with its ridge classifier; published figures from the anchors file",
 	}
