@@ -277,10 +277,10 @@ func (c *Client) Similar(ctx context.Context, series string, at time.Time, k int
 
 // SimilarOfVersion returns the k series whose embeddings are the most
 // similar to series' own by Rank's scaled cosine, best first (ties by
-// series key), and the
-// embedding of series they were compared with. Only embeddings of one
-// encoder version are compared: version, or with NewestVersion the
-// version of series' latest embedding at or before at (zero: the latest).
+// series key), and the embedding of series they were compared with. Only
+// embeddings of one encoder version are compared: version, or with
+// NewestVersion the version of series' latest embedding at or before at
+// (zero: the latest).
 // Each series contributes its latest embedding of that version at or
 // before at, not its latest overall. Series with a zero vector or another
 // dimension are not compared. It wraps ErrNoData if series has no

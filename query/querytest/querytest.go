@@ -387,7 +387,7 @@ func ScaledCosines(q []float64, others [][]float64) (scaled, plain []float64) {
 	for _, e := range others {
 		plain = append(plain, cos(q, e, false))
 		s := cos(q, e, true)
-		if len(others) == 0 || math.IsNaN(s) {
+		if math.IsNaN(s) { // no dimension varies: the plain cosine, as query.ScaledCosine
 			s = plain[len(plain)-1]
 		}
 		scaled = append(scaled, s)
