@@ -125,6 +125,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// Len is the number of bytes written so far.
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -183,9 +190,28 @@ func (p *proc) wait(t *testing.T, d time.Duration) {
 			t.Fatalf("tsrep exited with %v:\n%s", err, tail(p.log.String()))
 		}
 	case <-time.After(d):
-		p.kill()
-		t.Fatalf("tsrep did not finish within %s:\n%s", d, tail(p.log.String()))
+		before := p.log.Len()
+		t.Errorf("tsrep did not finish within %s:\n%s", d, tail(p.log.String()))
+		t.Fatalf("its goroutines (SIGQUIT):\n%s", p.dump(before))
 	}
+}
+
+// dump sends SIGQUIT, which makes the Go runtime print every goroutine's
+// stack and exit, and returns what the process wrote after offset from
+// (the dump), killing it if it has not exited within 10 s.
+func (p *proc) dump(from int) string {
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(10 * time.Second):
+		p.kill()
+	}
+	s := p.log.String()
+	if from > len(s) {
+		from = len(s)
+	}
+	return s[from:]
 }
 
 func tail(s string) string {
