@@ -282,7 +282,24 @@ func points(ctx context.Context, t *testing.T, in testenv.Influx) []string {
 // from the checkpoints, as the reference run (--until-end) did.
 func finish(t *testing.T, c config.Config) {
 	t.Helper()
+	settle(c)
 	startTsrep(t, nil, "run", "--until-end", "-c", writeConfig(t, c)).wait(t, 3*time.Minute)
+}
+
+// settle waits, after killing instances, until the broker has finished
+// any rebalance they were in. kfake (unlike Kafka, which schedules every
+// member's session expiry when a join completes) starts a member's
+// session timer only when its JoinGroup reply is delivered: an instance
+// SIGKILLed while its JoinGroup was pending stays in the group with no
+// timer, and if the next instance joins the same rebalance, the dead one
+// keeps its share of the partitions for ever (the next instance heartbeats
+// alone, the group never rebalances; twice in CI, TestRepartition/sigkill
+// and TestCrashRecovery, with the goroutine dump showing the live member
+// waiting on a generation that never ended). Once that rebalance is over
+// (at most the rebalance timeout, kafka.session_timeout here, for the
+// join and as long for the sync), the next join removes the dead member.
+func settle(c config.Config) {
+	time.Sleep(2*c.Kafka.SessionTimeout.Duration + time.Second)
 }
 
 // compare reports how many points differ between two sorted point sets.
