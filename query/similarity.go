@@ -1,6 +1,10 @@
 package query
 
-import "math"
+import (
+	"math"
+
+	"gonum.org/v1/gonum/stat"
+)
 
 // How Similar ranks. The plain cosine weighs each dimension of an
 // embedding by its size, and the dimensions do not vary equally across
@@ -22,35 +26,21 @@ func Scales(vs [][]float64) []float64 {
 	if len(vs) < 2 {
 		return nil
 	}
-	D := len(vs[0])
-	mean := make([]float64, D)
-	for _, v := range vs {
-		for j, x := range v {
-			mean[j] += x
-		}
-	}
-	n := float64(len(vs))
-	for j := range mean {
-		mean[j] /= n
-	}
-	w := make([]float64, D)
-	for _, v := range vs {
-		for j, x := range v {
-			d := x - mean[j]
-			w[j] += d * d
-		}
-	}
+	w := make([]float64, len(vs[0]))
+	col := make([]float64, len(vs))
 	top := 0.0
 	for j := range w {
-		w[j] = math.Sqrt(w[j] / n)
+		for i, v := range vs {
+			col[i] = v[j]
+		}
+		_, w[j] = stat.PopMeanStdDev(col, nil)
 		top = math.Max(top, w[j])
 	}
 	for j, sd := range w {
-		if sd <= 1e-9*top || sd == 0 {
-			w[j] = 0
-			continue
+		w[j] = 0
+		if sd > 1e-9*top {
+			w[j] = 1 / sd
 		}
-		w[j] = 1 / sd
 	}
 	return w
 }
