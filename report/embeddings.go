@@ -22,7 +22,8 @@ import (
 )
 
 // The embedding plots compare what `tsrep query similar` compares:
-// latest embeddings of one encoder version, by cosine similarity. A 2-D
+// latest embeddings of one encoder version, by its similarity (query.Rank's
+// scaled cosine). A 2-D
 // projection of them (a PCA) would show distances the ranking does not
 // use, and embeddings of different versions side by side, which are not
 // comparable.
@@ -104,10 +105,10 @@ func drawSimilar(dc draw.Canvas, model string, q query.Embedding, ms []query.Mat
 	return nil
 }
 
-// cosinePlot draws embeddings_cosine.png: the cosine similarities between
-// the latest embeddings of one version (the version most series' newest
-// embedding has) of up to maxHeat series: the report's, then their
-// nearest neighbours.
+// cosinePlot draws embeddings_cosine.png: the similarities (as tsrep query
+// similar scores them, see similarityGrid) between the latest embeddings
+// of one version (the version most series' newest embedding has) of up to
+// maxHeat series: the report's, then their nearest neighbours.
 func (w *writer) cosinePlot(ctx context.Context, c *query.Client, o Options, at time.Time) error {
 	const file = "embeddings_cosine.png"
 	newest, err := c.LatestEmbeddings(ctx, at, o.Model)
@@ -136,7 +137,7 @@ func (w *writer) cosinePlot(ctx context.Context, c *query.Client, o Options, at 
 	sel := heatSeries(embs, keys, maxHeat)
 	n := vg.Length(len(sel))
 	return w.save(file, max(26*vg.Centimeter, 16*vg.Centimeter+n*9*vg.Millimeter), 12*vg.Centimeter+n*7*vg.Millimeter, func(dc draw.Canvas) error {
-		return drawCosine(dc, o.Model, v, at, sel, len(embs))
+		return drawCosine(dc, o.Model, v, at, similarityGrid(sel, embs), sel, len(embs))
 	})
 }
 
@@ -251,17 +252,30 @@ func (t labelTicks) Ticks(lo, hi float64) []plot.Tick {
 	return out
 }
 
-func drawCosine(dc draw.Canvas, model string, version int64, at time.Time, sel []query.Embedding, total int) error {
-	n := len(sel)
-	g := cosineGrid{z: make([][]float64, n)}
+// similarityGrid is the similarity of every pair of sel as tsrep query
+// similar scores it: the cosine with each dimension scaled by 1 over its
+// standard deviation across all the embeddings of the version (the
+// population Rank scales by when any one of them is the query).
+func similarityGrid(sel, all []query.Embedding) cosineGrid {
+	pop := make([][]float64, len(all))
+	for i, e := range all {
+		pop[i] = e.Vector
+	}
+	w := query.Scales(pop)
+	g := cosineGrid{z: make([][]float64, len(sel))}
 	for i := range sel {
-		g.z[i] = make([]float64, n)
+		g.z[i] = make([]float64, len(sel))
 		for j := range sel {
 			// Rounding takes a vector's cosine with itself to 1 + 1e-16,
 			// outside the colour map.
-			g.z[i][j] = max(-1, min(1, query.Cosine(sel[i].Vector, sel[j].Vector)))
+			g.z[i][j] = max(-1, min(1, query.ScaledCosine(sel[i].Vector, sel[j].Vector, w)))
 		}
 	}
+	return g
+}
+
+func drawCosine(dc draw.Canvas, model string, version int64, at time.Time, g cosineGrid, sel []query.Embedding, total int) error {
+	n := len(sel)
 	cm := moreland.SmoothBlueRed()
 	cm.SetMin(-1)
 	cm.SetMax(1)
@@ -273,7 +287,7 @@ func drawCosine(dc draw.Canvas, model string, version int64, at time.Time, sel [
 	if n < total {
 		shown = fmt.Sprintf("%d of the %d series (the report's and their nearest)", n, total)
 	}
-	p.Title.Text = fmt.Sprintf("cosine similarity of the %s of encoder version %d\n(model %s; %s; other versions are not comparable)\n"+
+	p.Title.Text = fmt.Sprintf("similarity (cosine, dimensions scaled by their spread) of the %s of encoder version %d\n(model %s; %s; other versions are not comparable)\n"+
 		"row i from high to low: tsrep query similar <series i> --version %d",
 		atText(at), version, model, shown, version)
 	p.Add(hm)
@@ -312,7 +326,7 @@ func drawCosine(dc draw.Canvas, model string, version int64, at time.Time, sel [
 
 	bar := plot.New()
 	bar.HideY()
-	bar.X.Label.Text = "cosine similarity"
+	bar.X.Label.Text = "similarity (cosine, each dimension scaled by its spread across the version's series)"
 	bar.Add(&plotter.ColorBar{ColorMap: cm})
 
 	h := dc.Max.Y - dc.Min.Y

@@ -9,8 +9,10 @@
 //	                         one encoder version: what `tsrep query similar`
 //	                         ranks
 //	losses.png               the training losses over time (tsrep_train)
-//	embeddings_cosine.png    the cosine similarities between series' latest
-//	                         embeddings of one encoder version, as a heat map
+//	embeddings_cosine.png    the similarities between series' latest
+//	                         embeddings of one encoder version (the scaled
+//	                         cosine tsrep query similar ranks by), as a heat
+//	                         map
 //
 // The plots of time show the last Options.Days days of each series' data
 // unless a range is given: a two-year hourly series drawn whole is a smear.
