@@ -52,7 +52,7 @@ func TestCrashRecovery(t *testing.T) {
 	if kills < 20 {
 		t.Fatalf("only %d kills", kills)
 	}
-	settle(c)
+	settle(t, c)
 	startTsrep(t, nil, "run", "--until-end", "-c", path).wait(t, 3*time.Minute)
 	t.Logf("%d SIGKILLs over %d messages", kills, len(msgs))
 	compare(t, "crash recovery", want, points(ctx, t, db))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tsrep/tsrep/config"
@@ -282,24 +283,54 @@ func points(ctx context.Context, t *testing.T, in testenv.Influx) []string {
 // from the checkpoints, as the reference run (--until-end) did.
 func finish(t *testing.T, c config.Config) {
 	t.Helper()
-	settle(c)
+	settle(t, c)
 	startTsrep(t, nil, "run", "--until-end", "-c", writeConfig(t, c)).wait(t, 3*time.Minute)
 }
 
-// settle waits, after killing instances, until the broker has finished
-// any rebalance they were in. kfake (unlike Kafka, which schedules every
-// member's session expiry when a join completes) starts a member's
-// session timer only when its JoinGroup reply is delivered: an instance
-// SIGKILLed while its JoinGroup was pending stays in the group with no
-// timer, and if the next instance joins the same rebalance, the dead one
-// keeps its share of the partitions for ever (the next instance heartbeats
-// alone, the group never rebalances; twice in CI, TestRepartition/sigkill
-// and TestCrashRecovery, with the goroutine dump showing the live member
-// waiting on a generation that never ended). Once that rebalance is over
-// (at most the rebalance timeout, kafka.session_timeout here, for the
-// join and as long for the sync), the next join removes the dead member.
-func settle(c config.Config) {
-	time.Sleep(2*c.Kafka.SessionTimeout.Duration + time.Second)
+// settle waits, after killing instances, until the broker has removed
+// them from the learning and the repartition groups: both Empty (or never
+// made). kfake (unlike Kafka, which schedules every member's session
+// expiry when a join completes) starts a member's session timer only when
+// its JoinGroup reply is delivered: an instance SIGKILLed while its
+// JoinGroup was pending stays in the group with no timer, and if the next
+// instance joins the same rebalance, the dead one keeps its share of the
+// partitions for ever (the next instance heartbeats alone, the group never
+// rebalances; twice in CI, TestRepartition/sigkill and TestCrashRecovery,
+// with the goroutine dump showing the live member waiting on a generation
+// that never ended). With no live member, that rebalance completes, every
+// dead member's timer runs out, and the group empties; the next instance
+// then joins alone.
+func settle(t *testing.T, c config.Config) {
+	t.Helper()
+	d, err := ingest.NewDialer(c.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := ingest.NewClient(c.Kafka.Brokers, d)
+	groups := []string{c.Kafka.Group, c.RepartitionGroup()}
+	start := time.Now()
+	deadline := start.Add(time.Minute)
+	for {
+		var states []string
+		resp, err := cl.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: groups})
+		if err == nil {
+			for _, g := range resp.Groups {
+				if g.Error == nil && g.GroupState != "Empty" && g.GroupState != "Dead" {
+					states = append(states, fmt.Sprintf("%s %s with %d members", g.GroupID, g.GroupState, len(g.Members)))
+				}
+			}
+			if len(states) == 0 {
+				t.Logf("the groups emptied %v after the kills", time.Since(start).Round(time.Millisecond))
+				return
+			}
+		} else {
+			states = []string{err.Error()}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the groups did not empty after the kills within a minute: %s", strings.Join(states, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // compare reports how many points differ between two sorted point sets.
