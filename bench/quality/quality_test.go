@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,6 +105,40 @@ func TestPool(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("pool = %v, want %v", got, want)
 		}
+	}
+}
+
+// TestPoolWeights checks that poolWeights lines up with pool's blocks: the
+// mean over all windows weighs 1, each run of level k (2^k runs)
+// (2^k)^-decay, the max maxWeight.
+func TestPoolWeights(t *testing.T) {
+	wins := [][]float64{{1, 0, 2}, {3, 0, 1}, {5, 4, 0}, {7, 0, 3}, {2, 2, 2}}
+	const d, decay, maxW = 3, 0.25, 0.5
+	for levels := 1; levels <= 4; levels++ {
+		v := pool(wins, levels)
+		w := poolWeights(levels, d, decay, maxW)
+		if len(w) != len(v) || len(v) != poolBlocks(levels)*d {
+			t.Fatalf("levels %d: %d weights, %d pooled values, %d blocks of %d", levels, len(w), len(v), poolBlocks(levels), d)
+		}
+		off := 0
+		for k := 0; k < levels; k++ {
+			want := math.Pow(float64(int(1)<<k), -decay)
+			for j := 0; j < (1<<k)*d; j++ {
+				if w[off+j] != want {
+					t.Fatalf("levels %d: level %d weight %g at %d, want %g", levels, k, w[off+j], off+j, want)
+				}
+			}
+			off += (1 << k) * d
+		}
+		mx := []float64{7, 4, 3}
+		for j := 0; j < d; j++ {
+			if w[off+j] != maxW || v[off+j] != mx[j] {
+				t.Fatalf("levels %d: max block (%g, weight %g) at %d, want (%g, %g)", levels, v[off+j], w[off+j], off+j, mx[j], maxW)
+			}
+		}
+	}
+	if w := poolWeights(2, 1, 0, 1); !slices.Equal(w, []float64{1, 1, 1, 1}) {
+		t.Fatalf("decay 0, max weight 1: %v, want every weight 1", w)
 	}
 }
 

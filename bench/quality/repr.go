@@ -72,6 +72,12 @@ type ReprOptions struct {
 	Stride int
 	// Pyramid is the number of levels of the temporal pooling pyramid.
 	Pyramid int
+	// LevelDecay and MaxWeight weigh the pooled vector's blocks in the
+	// 1-NN similarity, after its per-dimension scaling: a block of a
+	// pyramid level with n runs weighs n^-LevelDecay, the max block
+	// MaxWeight (see poolWeights). The probes see the pooled vector as is.
+	LevelDecay float64
+	MaxWeight  float64
 	// MinSteps raises the number of passes over a small train set until
 	// the learner has taken at least this many optimiser steps.
 	MinSteps int
@@ -174,7 +180,7 @@ type ReprResult struct {
 
 // Method names of the repr table, in table order.
 const (
-	methodNNCos      = "1-NN on pooled embeddings by tsrep query similar's similarity (cosine, each dimension scaled by 1/std over the train series)"
+	methodNNCos      = "1-NN on pooled embeddings by tsrep query similar's similarity (cosine, each dimension scaled by 1/std over the train series), the pooling's blocks weighed"
 	methodNNCosPlain = "1-NN plain cosine on pooled embeddings"
 	methodProbe      = "linear probe (ridge, LOO-CV) on pooled embeddings"
 	methodLogReg     = "linear probe (logistic, 5-fold CV) on pooled embeddings"
@@ -201,14 +207,17 @@ func RunRepr(o ReprOptions, sets []UCRSet) (*ReprResult, error) {
 		return nil, fmt.Errorf("seeds %d must be at least 1", o.Seeds)
 	}
 	o.Pyramid = max(o.Pyramid, 1)
+	if o.LevelDecay < 0 || o.MaxWeight < 0 {
+		return nil, fmt.Errorf("level decay %g and max weight %g must not be negative", o.LevelDecay, o.MaxWeight)
+	}
 	o.Seeds = max(o.Seeds, 1)
 	if o.Length < 3 || o.Stride < 1 {
 		return nil, fmt.Errorf("window length %d must be at least 3 and stride %d at least 1", o.Length, o.Stride)
 	}
 	res := &ReprResult{
 		MiniRocketSeed: o.MiniRocketSeed,
-		Protocol: "unsupervised training on the train series; frozen embeddings pooled per series; " +
-			"test accuracy of 1-NN (by tsrep query similar's similarity, the cosine with each dimension scaled by 1/std over the train series; and by the plain cosine), of linear probes (ridge, logistic) and of an RBF SVM fitted on the train embeddings, " +
+		Protocol: fmt.Sprintf("unsupervised training on the train series; frozen window embeddings pooled per series (means over 1, 2, ..., %d runs, and the max); ", 1<<(o.Pyramid-1)) +
+			fmt.Sprintf("test accuracy of 1-NN (by tsrep query similar's similarity, the cosine with each dimension scaled by 1/std over the train series, then a block of n runs weighed n^-%g and the max %g; and by the plain cosine), of linear probes (ridge, logistic) and of an RBF SVM fitted on the train embeddings, ", o.LevelDecay, o.MaxWeight) +
 			"mean over the learner's seeds; baselines in the same run: 1-NN Euclidean on the raw series, " +
 			"MiniRocket (Dempster et al. 2021) with its ridge classifier; published figures from the anchors file",
 	}
@@ -288,8 +297,12 @@ func runReprSet(o ReprOptions, set UCRSet, published []ReprFigure) (*ReprSet, er
 			rs.Window, rs.Epochs, rs.Steps = e.window, e.epochs, e.steps
 		}
 		// The train series are the population searched (what tsrep query
-		// similar compares a series with), so they set the scales.
+		// similar compares a series with), so they set the scales; the
+		// pooled vector's blocks are then weighed (see poolWeights).
 		w := query.Scales(e.embTrain)
+		if w != nil {
+			floats.Mul(w, poolWeights(o.Pyramid, len(e.embTrain[0])/poolBlocks(o.Pyramid), o.LevelDecay, o.MaxWeight))
+		}
 		scaledDist := func(a, b []float64) float64 { return 1 - query.ScaledCosine(a, b, w) }
 		for i, acc := range []float64{
 			nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, scaledDist),
@@ -597,6 +610,30 @@ func pool(wins [][]float64, levels int) []float64 {
 		}
 	}
 	return append(out, mx...)
+}
+
+// poolBlocks is the number of blocks of pool's vector: 2^k runs for each
+// level k < levels, and the max.
+func poolBlocks(levels int) int { return 1 << levels } // (2^levels − 1) + 1
+
+// poolWeights returns the weight of each dimension of pool's vector (of
+// window embeddings of d values) in the 1-NN similarity: a block of level k
+// (one of 2^k runs) weighs (2^k)^-decay, the max block maxWeight. With
+// decay 0 and maxWeight 1 every dimension counts alike, and then the finest
+// level, with half the blocks, outweighs the rest; the defaults were chosen
+// on the dev sets (README, "How the defaults were chosen").
+func poolWeights(levels, d int, decay, maxWeight float64) []float64 {
+	w := make([]float64, 0, poolBlocks(levels)*d)
+	for k := 0; k < levels; k++ {
+		v := math.Pow(float64(int(1)<<k), -decay)
+		for range (1 << k) * d {
+			w = append(w, v)
+		}
+	}
+	for range d {
+		w = append(w, maxWeight)
+	}
+	return w
 }
 
 func cosineDist(a, b []float64) float64 {

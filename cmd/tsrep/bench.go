@@ -252,6 +252,8 @@ func newBenchReprCmd() *cobra.Command {
 	f.IntVar(&o.Stride, "stride", 4, "window stride")
 	f.IntVar(&o.MinSteps, "min-steps", 100, "more passes over small train sets, up to this many optimiser steps")
 	f.IntVar(&o.Pyramid, "pyramid", 4, "levels of the temporal pooling pyramid (1: mean and max over the series)")
+	f.Float64Var(&o.LevelDecay, "level-decay", 0.25, "in the 1-NN similarity, a pyramid block of a level with n runs weighs n^-level-decay")
+	f.Float64Var(&o.MaxWeight, "max-weight", 0.5, "in the 1-NN similarity, the weight of the max-pooled block")
 	f.IntVar(&o.Seeds, "seeds", 1, "train and evaluate the learner with seeds --seed, --seed+1, ... this many; its figures are the mean over them")
 	f.IntVar(&o.Partitions, "partitions", 1, "learn over this many partition learners sharing one encoder, merged every epoch as a consumer group's partitions are (each series in the partition its id hashes to)")
 	f.IntVar(&o.EpochPoints, "epoch-points", 0, "with --partitions: the encoder epoch in points of a series, one point a second (default: a quarter of a pass, at least a window)")
