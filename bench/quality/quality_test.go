@@ -11,6 +11,7 @@ import (
 
 	"github.com/tsrep/tsrep/dataset"
 	"github.com/tsrep/tsrep/models"
+	"github.com/tsrep/tsrep/query"
 )
 
 const (
@@ -139,6 +140,41 @@ func TestPoolWeights(t *testing.T) {
 	}
 	if w := poolWeights(2, 1, 0, 1); !slices.Equal(w, []float64{1, 1, 1, 1}) {
 		t.Fatalf("decay 0, max weight 1: %v, want every weight 1", w)
+	}
+}
+
+// TestReprDistanceWeighs: the repr table's 1-NN distance applies the block
+// weights after the scaling. Two train series that differ in both the mean
+// and the max block; the test series is nearer the first in its mean and
+// nearer the second in its max, so the max weight decides its neighbour.
+func TestReprDistanceWeighs(t *testing.T) {
+	// Pyramid 1: [mean (2 values), max (2 values)].
+	train := [][]float64{{1, 1, 1, 1}, {-1, -1, -1, -1}, {0, 2, 0, 2}, {2, 0, 2, 0}}
+	test := []float64{0.9, 1.1, -1, -1}
+	nearest := func(o ReprOptions) int {
+		d := reprDistance(o, train)
+		best := 0
+		for j := range train {
+			if d(test, train[j]) < d(test, train[best]) {
+				best = j
+			}
+		}
+		return best
+	}
+	o := ReprOptions{Pyramid: 1}
+	if o.LevelDecay, o.MaxWeight = 0, 0.1; nearest(o) != 0 {
+		t.Fatalf("max weight 0.1: nearest train series %d, want 0 (the mean decides)", nearest(o))
+	}
+	if o.MaxWeight = 10; nearest(o) != 1 {
+		t.Fatalf("max weight 10: nearest train series %d, want 1 (the max decides)", nearest(o))
+	}
+	// Decay 0 and max weight 1 is query similar's scaled cosine as is.
+	o.MaxWeight = 1
+	w := query.Scales(train)
+	for _, y := range train {
+		if got, want := reprDistance(o, train)(test, y), 1-query.ScaledCosine(test, y, w); math.Abs(got-want) > 1e-15 {
+			t.Fatalf("unweighted distance %g, query.ScaledCosine gives %g", got, want)
+		}
 	}
 }
 

@@ -296,14 +296,7 @@ func runReprSet(o ReprOptions, set UCRSet, published []ReprFigure) (*ReprSet, er
 		if s == 0 {
 			rs.Window, rs.Epochs, rs.Steps = e.window, e.epochs, e.steps
 		}
-		// The train series are the population searched (what tsrep query
-		// similar compares a series with), so they set the scales; the
-		// pooled vector's blocks are then weighed (see poolWeights).
-		w := query.Scales(e.embTrain)
-		if w != nil {
-			floats.Mul(w, poolWeights(o.Pyramid, len(e.embTrain[0])/poolBlocks(o.Pyramid), o.LevelDecay, o.MaxWeight))
-		}
-		scaledDist := func(a, b []float64) float64 { return 1 - query.ScaledCosine(a, b, w) }
+		scaledDist := reprDistance(o, e.embTrain)
 		for i, acc := range []float64{
 			nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, scaledDist),
 			nnAccuracy(e.embTrain, train.Labels, e.embTest, test.Labels, cosineDist),
@@ -612,6 +605,19 @@ func pool(wins [][]float64, levels int) []float64 {
 	return append(out, mx...)
 }
 
+// reprDistance is the 1-NN distance of the repr table's first column: 1
+// minus query similar's similarity, with the train series as the
+// population searched (what tsrep query similar compares a series with),
+// so that they set the scales, and the pooled vector's blocks then weighed
+// (poolWeights).
+func reprDistance(o ReprOptions, train [][]float64) func(a, b []float64) float64 {
+	w := query.Scales(train)
+	if w != nil {
+		floats.Mul(w, poolWeights(o.Pyramid, len(train[0])/poolBlocks(o.Pyramid), o.LevelDecay, o.MaxWeight))
+	}
+	return func(a, b []float64) float64 { return 1 - query.ScaledCosine(a, b, w) }
+}
+
 // poolBlocks is the number of blocks of pool's vector: 2^k runs for each
 // level k < levels, and the max.
 func poolBlocks(levels int) int { return 1 << levels } // (2^levels − 1) + 1
@@ -620,8 +626,9 @@ func poolBlocks(levels int) int { return 1 << levels } // (2^levels − 1) + 1
 // window embeddings of d values) in the 1-NN similarity: a block of level k
 // (one of 2^k runs) weighs (2^k)^-decay, the max block maxWeight. With
 // decay 0 and maxWeight 1 every dimension counts alike, and then the finest
-// level, with half the blocks, outweighs the rest; the defaults were chosen
-// on the dev sets (README, "How the defaults were chosen").
+// level, with half the blocks, outweighs the rest; the CLI's defaults were
+// chosen on the dev sets (README, "Why the 1-NN similarity weighs the
+// pooling's blocks").
 func poolWeights(levels, d int, decay, maxWeight float64) []float64 {
 	w := make([]float64, 0, poolBlocks(levels)*d)
 	for k := 0; k < levels; k++ {
