@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -315,7 +316,11 @@ func settle(t *testing.T, c config.Config) {
 		resp, err := cl.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: groups})
 		if err == nil {
 			for _, g := range resp.Groups {
-				if g.Error == nil && g.GroupState != "Empty" && g.GroupState != "Dead" {
+				switch {
+				case errors.Is(g.Error, kafka.GroupIdNotFound): // never made
+				case g.Error != nil:
+					states = append(states, fmt.Sprintf("%s: %v", g.GroupID, g.Error))
+				case g.GroupState != "Empty" && g.GroupState != "Dead":
 					states = append(states, fmt.Sprintf("%s %s with %d members", g.GroupID, g.GroupState, len(g.Members)))
 				}
 			}
